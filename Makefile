@@ -1,0 +1,125 @@
+# Courier: every target CI runs is here. `make test` is the whole gate; `.ci/run` calls it.
+# Nothing is assumed on PATH but cargo, node and npm: `make tools` installs the rest into
+# node_modules/ (buf, pinned in package.json + package-lock.json) and .tools/ (the protoc
+# plugins, pinned below), both ignored by git.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+BUF := node_modules/.bin/buf
+TOOLS := .tools
+# name@version of each protoc plugin, installed with `cargo install --locked`.
+PLUGINS := protoc-gen-prost@0.5.0 protoc-gen-prost-serde@0.4.0 protoc-gen-tonic@0.5.0 \
+           protoc-gen-prost-crate@0.5.0
+
+# The baseline of `make breaking`: the commit recorded on the last line of RELEASES.
+# Tests of the gate point it at another module (any buf input) instead.
+BASELINE ?= .git\#ref=$(lastword $(shell grep -v '^\#' RELEASES))
+
+# Hand-written crates: the generated gen/ is left as the plugins write it.
+HANDWRITTEN := $(addprefix -p ,$(notdir $(wildcard crates/*)))
+
+export RUSTDOCFLAGS := -D warnings
+
+.PHONY: help tools lint breaking generate check-generated fmt clippy cargo-test features doc \
+        publish-dry-run test release run-demo
+
+help:
+	@echo "make run-demo       the services demo (not built yet: see README)"
+	@echo "make test           every gate CI runs (installs its own tools)"
+	@echo "make tools          install the pinned buf CLI and protoc plugins (idempotent)"
+	@echo "make lint           buf lint + buf format check"
+	@echo "make breaking       buf breaking against the last release ($(BASELINE))"
+	@echo "make generate       regenerate gen/ from proto/"
+	@echo "make check-generated  fail if gen/ differs from a fresh generation"
+	@echo "make release VERSION=x.y.z  release the module and move the breaking baseline"
+
+# Installs what is missing or at the wrong version; does nothing otherwise.
+tools:
+	@want=$$(node -p "require('./package.json').devDependencies['@bufbuild/buf']"); \
+	have=$$($(BUF) --version 2>/dev/null || true); \
+	if [ "$$have" != "$$want" ]; then \
+	  echo "installing buf $$want (found: $${have:-none})"; \
+	  npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+	@installed=$$(cargo install --list --root $(TOOLS) 2>/dev/null || true); \
+	for plugin in $(PLUGINS); do \
+	  name=$${plugin%@*}; version=$${plugin#*@}; \
+	  if ! grep -qx "$$name v$$version:" <<<"$$installed"; then \
+	    echo "installing $$name $$version"; \
+	    cargo install --quiet --locked --root $(TOOLS) --version "$$version" "$$name"; \
+	  fi; \
+	done
+
+lint: tools
+	$(BUF) lint --error-format=msvs
+	$(BUF) format --diff --exit-code
+
+breaking: tools
+	@if [ "$$(git rev-parse --is-shallow-repository 2>/dev/null)" = true ]; then \
+	  git fetch --quiet --unshallow; \
+	fi
+	$(BUF) breaking --error-format=msvs --against '$(BASELINE)'
+
+generate: tools
+	$(BUF) generate
+
+# Generates into a scratch directory and compares, so a failing check leaves gen/ untouched.
+check-generated: tools
+	@scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	$(BUF) generate --output "$$scratch"; \
+	if ! diff -r gen "$$scratch/gen"; then \
+	  echo "gen/ is stale or hand-edited: run 'make generate' and commit the result" >&2; \
+	  exit 1; \
+	fi; \
+	echo "gen/ matches a fresh generation"
+
+fmt: tools
+	cargo fmt --check $(HANDWRITTEN)
+
+clippy: tools
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+cargo-test: tools
+	cargo test --workspace --locked
+
+# Each proto package's feature must build without the others.
+features: tools
+	@for feature in $$(cargo metadata --no-deps --format-version 1 --locked | node -e \
+	    "const m = JSON.parse(require('fs').readFileSync(0)); \
+	     const p = m.packages.find(p => p.name === 'courier-proto'); \
+	     console.log(Object.keys(p.features).filter(f => f !== 'default').join(' '))"); do \
+	  echo "courier-proto --no-default-features --features $$feature"; \
+	  cargo build --quiet --locked -p courier-proto --no-default-features --features "$$feature"; \
+	done
+
+doc: tools
+	cargo doc --workspace --no-deps --locked
+
+publish-dry-run: tools
+	cargo publish --dry-run --locked -p courier-proto
+
+test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run
+	@echo "make test: every gate passed"
+
+# Sets the crate version, regenerates, commits, then records that commit as the new baseline.
+release: test
+	@[ -n "$(VERSION)" ] || { echo "usage: make release VERSION=x.y.z" >&2; exit 1; }
+	@[ -z "$$(git status --porcelain)" ] || { echo "release needs a clean work tree" >&2; exit 1; }
+	sed -i 's/^version = ".*"/version = "$(VERSION)"/' gen.Cargo.toml
+	sed -i 's/^courier-proto = { path = "gen", version = ".*" }/courier-proto = { path = "gen", version = "$(VERSION)" }/' Cargo.toml
+	$(MAKE) generate
+	cargo update --quiet --workspace
+	git add -A gen.Cargo.toml Cargo.toml Cargo.lock gen
+	git commit --quiet --allow-empty -m "Release courier-proto $(VERSION)"
+	echo "$(VERSION) $$(git rev-parse HEAD)" >> RELEASES
+	git add RELEASES
+	git commit --quiet -m "Record release $(VERSION) as the breaking-change baseline"
+	@echo "released $(VERSION); publish with: cargo publish -p courier-proto"
+
+run-demo:
+	@echo "make run-demo: the services (courier-server, courier-client) are not built yet." >&2
+	@echo "Until they land, 'make test' is the command that exercises Courier." >&2
+	@exit 1
