@@ -37,12 +37,16 @@ help:
 	@echo "make release VERSION=x.y.z  release the module and move the breaking baseline"
 
 # Installs what is missing or at the wrong version; does nothing otherwise.
+# `npm install --no-save` rather than `npm ci`: the registry these machines reach carries only the
+# Linux builds of buf, so the lockfile cannot list the other platforms' optional packages and
+# `npm ci` rejects it as out of sync. `npm install` still installs the locked, integrity-checked
+# versions and, with --no-save, never rewrites the lockfile.
 tools:
 	@want=$$(node -p "require('./package.json').devDependencies['@bufbuild/buf']"); \
 	have=$$($(BUF) --version 2>/dev/null || true); \
 	if [ "$$have" != "$$want" ]; then \
 	  echo "installing buf $$want (found: $${have:-none})"; \
-	  npm ci --no-audit --no-fund --loglevel=error; \
+	  npm install --no-save --no-audit --no-fund --loglevel=error; \
 	fi
 	@installed=$$(cargo install --list --root $(TOOLS) 2>/dev/null || true); \
 	for plugin in $(PLUGINS); do \
