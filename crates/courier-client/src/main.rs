@@ -1,0 +1,336 @@
+//! The `courier-client` binary: parses arguments and calls the [`courier_client`] library.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use courier_client::demo::{Demo, describe_metadata};
+use courier_client::pb::chat::ChatRequest;
+use courier_client::pb::hello::HelloRequest;
+use courier_client::pb::message::{Message, ReceiveMessageRequest, SendMessageRequest};
+use courier_client::{CallMetadata, ConnectOptions, Connection, ExtraMetadata};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+
+/// Talks to a Courier server: hello, send, receive, chat, and the tutorial demo.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Server address; https:// (or --ca) turns on TLS.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// CA certificate (PEM) to trust for the server.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// Name to check the server certificate against, if not the host of --addr.
+    #[arg(long, global = true)]
+    domain: Option<String>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, global = true, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, global = true, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Bearer token sent as `authorization: Bearer <token>`.
+    #[arg(long, global = true, env = "COURIER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Extra metadata `key:value`, repeatable; `-bin` keys take base64 values.
+    #[arg(short = 'H', long = "header", global = true)]
+    headers: Vec<String>,
+    /// Print responses as proto3 JSON, one per line.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print response headers and trailers to stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// SayHelloService.Hello.
+    Hello {
+        /// Who to greet.
+        #[arg(long, required_unless_present = "data")]
+        name: Option<String>,
+        /// The HelloRequest as JSON instead.
+        #[arg(short = 'd', long = "data", conflicts_with = "name")]
+        data: Option<String>,
+    },
+    /// MessageService.SendMessage: one message per argument, or per stdin line if none.
+    Send {
+        /// Sender (must be you when the server checks tokens).
+        #[arg(long, required_unless_present = "json_input")]
+        from: Option<String>,
+        /// Recipient.
+        #[arg(long, required_unless_present = "json_input")]
+        to: Option<String>,
+        /// Each argument or line is a SendMessageRequest as JSON.
+        #[arg(short = 'd', long = "data")]
+        json_input: bool,
+        /// Message texts.
+        messages: Vec<String>,
+    },
+    /// MessageService.ReceiveMessage: prints messages as they arrive.
+    Receive {
+        /// Whose messages.
+        #[arg(long, required_unless_present = "data")]
+        user: Option<String>,
+        /// End after this long without a message, e.g. `5s` or `1.5s`.
+        #[arg(long)]
+        idle_timeout: Option<String>,
+        /// The ReceiveMessageRequest as JSON instead.
+        #[arg(short = 'd', long = "data", conflicts_with_all = ["user", "idle_timeout"])]
+        data: Option<String>,
+    },
+    /// ChatService.Chat: stdin lines go to --to, received messages are printed.
+    Chat {
+        /// You.
+        #[arg(long)]
+        user: String,
+        /// Who your lines go to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Plays the tutorial's scenarios and checks every answer; exits non-zero on a wrong one.
+    Demo {
+        /// Directory with `jack.token` and `mike.token`, for servers that check tokens.
+        #[arg(long)]
+        tokens_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Client(#[from] courier_client::ClientError),
+    #[error(transparent)]
+    Demo(#[from] courier_client::demo::DemoError),
+    #[error("{code:?}: {message}", code = .0.code(), message = .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn parse_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, CliError> {
+    serde_json::from_str(text).map_err(|error| CliError::Input(format!("{what}: {error}")))
+}
+
+fn print_json(value: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("generated types serialize")
+    );
+}
+
+fn show_metadata(verbose: bool, label: &str, metadata: &MetadataMap) {
+    if verbose {
+        eprintln!("{label}: {}", describe_metadata(metadata));
+    }
+}
+
+fn stdin_lines() -> Vec<String> {
+    std::io::stdin()
+        .lock()
+        .lines()
+        .map_while(Result::ok)
+        .filter(|line| !line.trim().is_empty())
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let options = ConnectOptions {
+        addr: cli.addr.clone(),
+        ca: cli.ca.clone(),
+        domain: cli.domain.clone(),
+        identity: cli.cert.clone().zip(cli.key.clone()),
+    };
+    let connection = Connection::open(&options).await?;
+    let extra = cli
+        .headers
+        .iter()
+        .map(|entry| ExtraMetadata::parse(entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = CallMetadata::new(cli.token.as_deref(), extra)?;
+
+    match cli.command {
+        Command::Hello { name, data } => {
+            let request = match data {
+                Some(json) => parse_json::<HelloRequest>("-d", &json)?,
+                None => HelloRequest {
+                    name: name.unwrap_or_default(),
+                },
+            };
+            let response = connection.hello(metadata).hello(request).await?;
+            show_metadata(cli.verbose, "headers", response.metadata());
+            let body = response.into_inner();
+            if cli.json {
+                print_json(&body)
+            } else {
+                println!("{}", body.msg)
+            }
+        }
+        Command::Send {
+            from,
+            to,
+            json_input,
+            messages,
+        } => {
+            let inputs = if messages.is_empty() {
+                stdin_lines()
+            } else {
+                messages
+            };
+            let requests = inputs
+                .iter()
+                .map(|input| {
+                    if json_input {
+                        parse_json::<SendMessageRequest>("message", input)
+                    } else {
+                        let message = Message {
+                            from: from.clone().unwrap_or_default(),
+                            to: to.clone().unwrap_or_default(),
+                            content: input.clone(),
+                            ..Message::default()
+                        };
+                        Ok(SendMessageRequest {
+                            message: Some(message),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let response = connection
+                .messages(metadata)
+                .send_message(tokio_stream::iter(requests))
+                .await?;
+            show_metadata(cli.verbose, "headers", response.metadata());
+            let body = response.into_inner();
+            if cli.json {
+                print_json(&body)
+            } else {
+                println!("queued {}", body.count)
+            }
+        }
+        Command::Receive {
+            user,
+            idle_timeout,
+            data,
+        } => {
+            let request = match data {
+                Some(json) => parse_json::<ReceiveMessageRequest>("-d", &json)?,
+                None => ReceiveMessageRequest {
+                    user: user.unwrap_or_default(),
+                    idle_timeout: idle_timeout
+                        .map(|text| {
+                            parse_json::<pbjson_types::Duration>(
+                                "--idle-timeout",
+                                &format!("{text:?}"),
+                            )
+                        })
+                        .transpose()?,
+                },
+            };
+            let response = connection
+                .messages(metadata)
+                .receive_message(request)
+                .await?;
+            show_metadata(cli.verbose, "headers", response.metadata());
+            let mut stream = response.into_inner();
+            while let Some(response) = stream.message().await? {
+                if cli.json {
+                    print_json(&response);
+                } else {
+                    let message = response.message.unwrap_or_default();
+                    println!("#{} {}: {}", message.id, message.from, message.content);
+                }
+                std::io::stdout().flush()?;
+            }
+            if let Some(trailers) = stream.trailers().await? {
+                show_metadata(cli.verbose, "trailers", &trailers);
+            }
+        }
+        Command::Chat { user, to } => {
+            let (outbound, requests) = mpsc::channel(16);
+            let metadata = CallMetadata::new(
+                cli.token.as_deref(),
+                cli.headers
+                    .iter()
+                    .map(|entry| ExtraMetadata::parse(entry))
+                    .chain([ExtraMetadata::parse(&format!("from:{user}"))])
+                    .collect::<Result<Vec<_>, _>>()?,
+            )?;
+            let response = connection
+                .chat(metadata)
+                .chat(ReceiverStream::new(requests))
+                .await?;
+            show_metadata(cli.verbose, "headers", response.metadata());
+            let mut inbound = response.into_inner();
+            // Stdin is read on a blocking thread; dropping `outbound` at EOF half-closes the chat.
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                    let message = Message {
+                        from: user.clone(),
+                        to: to.clone(),
+                        content: line,
+                        ..Message::default()
+                    };
+                    if outbound
+                        .blocking_send(ChatRequest {
+                            message: Some(message),
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            while let Some(response) = inbound.message().await? {
+                if cli.json {
+                    print_json(&response);
+                } else {
+                    let message = response.message.unwrap_or_default();
+                    println!("{}: {}", message.from, message.content);
+                }
+                std::io::stdout().flush()?;
+            }
+            if let Some(trailers) = inbound.trailers().await? {
+                show_metadata(cli.verbose, "trailers", &trailers);
+            }
+        }
+        Command::Demo { tokens_dir } => {
+            let mut tokens = HashMap::new();
+            if let Some(dir) = tokens_dir {
+                for user in ["jack", "mike"] {
+                    let path = dir.join(format!("{user}.token"));
+                    let token = std::fs::read_to_string(&path)
+                        .map_err(|error| CliError::Input(format!("{}: {error}", path.display())))?;
+                    tokens.insert(user.to_owned(), token.trim().to_owned());
+                }
+            }
+            Demo::new(connection, tokens)
+                .run(&mut std::io::stdout())
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Bearer-token authentication decisions: which user, if any, a token belongs to.
+//!
+//! The tokens file holds SHA-256 hashes, never tokens: a stolen file does not let anyone in.
+//! Tokens are random and long, so a fast hash is enough; comparison is constant-time.
+
+use std::fmt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Users and the hashes of their tokens, as loaded from the `--tokens` file.
+#[derive(Clone)]
+pub struct TokenStore {
+    entries: Vec<(String, [u8; 32])>,
+}
+
+/// Why a tokens file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// The file could not be read.
+    #[error("cannot read tokens file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A line is not `<user> sha256:<64 hex digits>`.
+    #[error("tokens file line {line}: expected `<user> sha256:<64 hex digits>`")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The file names no user.
+    #[error("tokens file has no entries")]
+    Empty,
+}
+
+impl TokenStore {
+    /// Parses a tokens file: one `<user> sha256:<hex>` per line; `#` starts a comment.
+    pub fn parse(text: &str) -> Result<Self, TokenFileError> {
+        let mut entries = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let malformed = TokenFileError::Malformed { line: index + 1 };
+            let (user, hash) = line.split_once(char::is_whitespace).ok_or(malformed)?;
+            let digest = hash
+                .trim()
+                .strip_prefix("sha256:")
+                .and_then(|hex_digits| hex::decode(hex_digits).ok())
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or(TokenFileError::Malformed { line: index + 1 })?;
+            entries.push((user.to_owned(), digest));
+        }
+        if entries.is_empty() {
+            return Err(TokenFileError::Empty);
+        }
+        Ok(Self { entries })
+    }
+
+    /// Reads and parses a tokens file.
+    pub fn load(path: &Path) -> Result<Self, TokenFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// The user `token` belongs to. Every entry is compared, in constant time, so the time
+    /// taken says nothing about which entry (if any) matched.
+    pub fn authenticate(&self, token: &str) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (user, expected) in &self.entries {
+            if bool::from(expected.ct_eq(&digest)) {
+                found = Some(user.as_str());
+            }
+        }
+        found
+    }
+}
+
+impl fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let users: Vec<_> = self.entries.iter().map(|(user, _)| user).collect();
+        f.debug_struct("TokenStore").field("users", &users).finish()
+    }
+}
+
+/// The tokens-file line for `user` holding `token`.
+pub fn token_file_line(user: &str, token: &str) -> String {
+    format!(
+        "{user} sha256:{}",
+        hex::encode(Sha256::digest(token.as_bytes()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_map_to_their_users_only() {
+        let file = format!(
+            "# demo users\n{}\n\n{}  # trailing comment\n",
+            token_file_line("jack", "jack-secret"),
+            token_file_line("mike", "mike-secret")
+        );
+        let store = TokenStore::parse(&file).unwrap();
+        assert_eq!(store.authenticate("jack-secret"), Some("jack"));
+        assert_eq!(store.authenticate("mike-secret"), Some("mike"));
+        assert_eq!(store.authenticate("jack-secret "), None);
+        assert_eq!(store.authenticate(""), None);
+        assert!(!format!("{store:?}").contains("sha256"));
+    }
+
+    #[test]
+    fn malformed_files_are_rejected_with_the_line() {
+        let error = TokenStore::parse("jack sha256:00\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "tokens file line 1: expected `<user> sha256:<64 hex digits>`"
+        );
+        let error = TokenStore::parse("# nothing\n\njack\n").unwrap_err();
+        assert!(matches!(error, TokenFileError::Malformed { line: 3 }));
+        assert!(matches!(
+            TokenStore::parse("# nothing\n"),
+            Err(TokenFileError::Empty)
+        ));
+    }
+}

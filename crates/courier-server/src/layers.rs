@@ -1,0 +1,163 @@
+//! Tower layers around every RPC, whatever its kind: request ids, a tracing span per RPC, and
+//! bearer-token authentication.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Request, Response};
+use tonic::Status;
+use tower_http::classify::{GrpcErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnRequest, MakeSpan, OnEos, OnResponse, TraceLayer,
+};
+use tower_http::validate_request::ValidateRequest;
+use tracing::Span;
+
+use crate::auth::TokenStore;
+use crate::service::AuthenticatedUser;
+
+/// Header carrying the request id, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// RPCs anyone may call: health checks and reflection carry no secrets.
+fn is_public(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+// === authentication ===
+
+/// Checks `authorization: Bearer <token>` and records the user for the handlers.
+#[derive(Clone)]
+pub struct BearerAuth {
+    tokens: Arc<TokenStore>,
+}
+
+impl BearerAuth {
+    /// Authenticates against `tokens`.
+    pub fn new(tokens: Arc<TokenStore>) -> Self {
+        Self { tokens }
+    }
+
+    fn user_of(&self, headers: &HeaderMap) -> Result<String, Status> {
+        let value = headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| Status::unauthenticated("missing authorization metadata"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+        self.tokens
+            .authenticate(token)
+            .map(str::to_owned)
+            .ok_or_else(|| Status::unauthenticated("unknown token"))
+    }
+}
+
+impl<B> ValidateRequest<B> for BearerAuth {
+    type ResponseBody = tonic::body::Body;
+
+    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response<Self::ResponseBody>> {
+        if is_public(request.uri().path()) {
+            return Ok(());
+        }
+        match self.user_of(request.headers()) {
+            Ok(user) => {
+                request.extensions_mut().insert(AuthenticatedUser(user));
+                Ok(())
+            }
+            Err(status) => {
+                tracing::warn!(
+                    path = request.uri().path(),
+                    reason = status.message(),
+                    "unauthenticated"
+                );
+                Err(status.into_http())
+            }
+        }
+    }
+}
+
+// === tracing ===
+
+/// Tracing for every RPC: one `rpc` span per call, with method, peer and request id; the status
+/// code and latency are recorded when the call ends.
+pub type RpcTraceLayer = TraceLayer<
+    SharedClassifier<GrpcErrorsAsFailures>,
+    RpcSpan,
+    DefaultOnRequest,
+    RecordStatus,
+    DefaultOnBodyChunk,
+    RecordStatus,
+    (),
+>;
+
+/// The [`RpcTraceLayer`]; failures are logged once, by [`RecordStatus`], not again as errors.
+pub fn trace_layer() -> RpcTraceLayer {
+    TraceLayer::new_for_grpc()
+        .make_span_with(RpcSpan)
+        .on_response(RecordStatus)
+        .on_eos(RecordStatus)
+        .on_failure(())
+}
+
+/// Makes the span of one RPC.
+#[derive(Clone, Copy, Debug)]
+pub struct RpcSpan;
+
+impl<B> MakeSpan<B> for RpcSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let peer = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<tonic::transport::server::TlsConnectInfo<
+                        tonic::transport::server::TcpConnectInfo,
+                    >>()
+                    .and_then(|info| info.get_ref().remote_addr())
+            });
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "rpc",
+            method = request.uri().path(),
+            peer = peer.map(tracing::field::display),
+            request_id,
+            code = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        )
+    }
+}
+
+/// Records the gRPC status code and latency of a finished RPC and logs its end.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordStatus;
+
+fn record_end(headers: Option<&HeaderMap>, elapsed: Duration, span: &Span) {
+    let code = headers
+        .and_then(Status::from_header_map)
+        .map(|status| status.code());
+    let Some(code) = code else { return };
+    span.record("code", tracing::field::debug(code));
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    tracing::info!(parent: span, "rpc finished");
+}
+
+impl<B> OnResponse<B> for RecordStatus {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        // A trailers-only response (an error before any message) carries its status in the headers.
+        record_end(Some(response.headers()), latency, span);
+    }
+}
+
+impl OnEos for RecordStatus {
+    fn on_eos(self, trailers: Option<&HeaderMap>, stream_duration: Duration, span: &Span) {
+        record_end(trailers, stream_duration, span);
+    }
+}

@@ -1,0 +1,209 @@
+//! `courier-server`: the Courier services over the generated `courier-proto` stubs.
+//!
+//! Layout, from the inside out:
+//! - [`mailbox`]: the domain core, per-recipient queues; knows nothing of gRPC.
+//! - [`auth`]: which user a bearer token belongs to.
+//! - [`service`]: the gRPC edge; validates requests, calls the domain, builds responses.
+//! - [`error`]: the one error enum and its mapping to `tonic::Status`.
+//! - [`layers`]: tower layers around every RPC: request id, tracing span, authentication.
+//! - [`dev_pki`]: throwaway certificates and tokens for the demo and tests.
+//! - [`run`]: serves all of it, plus health and reflection, on a listener the caller bound.
+//!
+//! The `courier-server` binary only parses arguments, binds and calls [`run`].
+
+pub mod auth;
+pub mod dev_pki;
+pub mod error;
+pub mod layers;
+pub mod mailbox;
+pub mod service;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::validate_request::ValidateRequestHeaderLayer;
+
+use crate::auth::TokenStore;
+use crate::layers::BearerAuth;
+use crate::mailbox::Mailboxes;
+use crate::service::Courier;
+
+/// The generated types and stubs the server speaks, under short names.
+pub mod pb {
+    pub use courier_proto::courier::chat::v1 as chat;
+    pub use courier_proto::courier::hello::v1 as hello;
+    pub use courier_proto::courier::message::v1 as message;
+}
+
+/// PEM files for TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Everything [`run`] needs besides the listener.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// TLS, or plaintext when `None`.
+    pub tls: Option<TlsFiles>,
+    /// Bearer tokens, or no authentication when `None`.
+    pub tokens: Option<Arc<TokenStore>>,
+    /// How long open calls get to finish after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            tokens: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A TLS file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadTlsFile {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// tonic refused the configuration or failed while serving.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not load the descriptors.
+    #[error(transparent)]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// Open calls did not finish within the grace period.
+    #[error("open calls did not finish within {0:?} of shutdown")]
+    ShutdownTimedOut(Duration),
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::ReadTlsFile {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, ServeError> {
+    let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
+
+/// Serves Courier on `listener` until `shutdown` completes.
+///
+/// On shutdown, health turns NOT_SERVING, open streams end with UNAVAILABLE, and in-flight
+/// calls get `config.shutdown_grace` to finish.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let mailboxes = Arc::new(Mailboxes::default());
+    let streams_done = CancellationToken::new();
+    let courier = Courier::new(mailboxes, streams_done.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::hello::say_hello_service_server::SayHelloServiceServer<Courier>>()
+        .await;
+    health
+        .set_serving::<pb::message::message_service_server::MessageServiceServer<Courier>>()
+        .await;
+    health
+        .set_serving::<pb::chat::chat_service_server::ChatServiceServer<Courier>>()
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::hello::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(pb::message::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(pb::chat::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let mut builder = Server::builder();
+    if let Some(files) = &config.tls {
+        builder = builder.tls_config(tls_config(files)?)?;
+    }
+    let auth = config
+        .tokens
+        .clone()
+        .map(|tokens| ValidateRequestHeaderLayer::custom(BearerAuth::new(tokens)));
+    let layers = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(layers::trace_layer())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .option_layer(auth)
+        .into_inner();
+
+    let router = builder
+        .layer(layers)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            pb::hello::say_hello_service_server::SayHelloServiceServer::new(courier.clone()),
+        )
+        .add_service(
+            pb::message::message_service_server::MessageServiceServer::new(courier.clone()),
+        )
+        .add_service(pb::chat::chat_service_server::ChatServiceServer::new(
+            courier,
+        ));
+
+    let grace = config.shutdown_grace;
+    let stopping = CancellationToken::new();
+    let on_shutdown = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, ending open streams");
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            for service in [
+                "courier.hello.v1.SayHelloService",
+                "courier.message.v1.MessageService",
+                "courier.chat.v1.ChatService",
+            ] {
+                health
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            streams_done.cancel();
+            stopping.cancel();
+        }
+    };
+    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => Ok(result?),
+        () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
+            Err(ServeError::ShutdownTimedOut(grace))
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! The gRPC edge: converts and validates requests into domain calls on [`Mailboxes`] and turns
+//! the results into responses. Every failure is a [`CourierError`], mapped to a status in one
+//! place (`error.rs`).
+//!
+//! Streams are `ReceiverStream`s fed by a spawned task that stops as soon as the client is gone.
+//! Streaming responses end with the trailer `x-message-count` (messages sent on that stream), also
+//! when they end with an error.
+//!
+//! A stream that hits a bad message ends with that error; every message accepted before it stays
+//! queued (SendMessage's error says how many, and carries `x-message-count`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::{KeyAndValueRef, MetadataMap, MetadataValue};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::error::CourierError;
+use crate::mailbox::{Envelope, Mailboxes};
+use crate::pb::chat::chat_service_server::ChatService;
+use crate::pb::chat::{ChatRequest, ChatResponse};
+use crate::pb::hello::say_hello_service_server::SayHelloService;
+use crate::pb::hello::{HelloRequest, HelloResponse};
+use crate::pb::message::message_service_server::MessageService;
+use crate::pb::message::{
+    Message, ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest, SendMessageResponse,
+};
+
+/// Longest user name accepted, in bytes.
+pub const MAX_USER_LEN: usize = 64;
+/// Longest message content accepted, in bytes.
+pub const MAX_CONTENT_LEN: usize = 4096;
+/// Longest name accepted by Hello, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest `idle_timeout` accepted.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Trailer carrying how many messages a streaming response sent.
+pub const MESSAGE_COUNT_TRAILER: &str = "x-message-count";
+/// Metadata naming the caller when authentication is off (as in the original tutorial).
+pub const FROM_METADATA: &str = "from";
+/// Request metadata whose key starts with this is echoed back in the response headers.
+pub const ECHO_PREFIX: &str = "x-echo-";
+
+/// The user a request was authenticated as; put into request extensions by the auth layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatedUser(pub String);
+
+/// The Courier services over one set of mailboxes.
+#[derive(Clone)]
+pub struct Courier {
+    mailboxes: Arc<Mailboxes>,
+    shutdown: CancellationToken,
+}
+
+impl Courier {
+    /// Services over `mailboxes`; their open streams end when `shutdown` is cancelled.
+    pub fn new(mailboxes: Arc<Mailboxes>, shutdown: CancellationToken) -> Self {
+        Self {
+            mailboxes,
+            shutdown,
+        }
+    }
+}
+
+// === identity and validation ===
+
+/// Who is calling: the authenticated user, else the `from` metadata (authentication off).
+fn caller<T>(request: &Request<T>) -> Result<Option<String>, CourierError> {
+    if let Some(AuthenticatedUser(user)) = request.extensions().get::<AuthenticatedUser>() {
+        return Ok(Some(user.clone()));
+    }
+    match request.metadata().get(FROM_METADATA) {
+        None => Ok(None),
+        Some(value) => {
+            let user = value
+                .to_str()
+                .map_err(|_| CourierError::invalid("metadata from", "is not valid text"))?;
+            validate_user("metadata from", user)?;
+            Ok(Some(user.to_owned()))
+        }
+    }
+}
+
+fn validate_user(field: &str, user: &str) -> Result<(), CourierError> {
+    if user.is_empty() {
+        return Err(CourierError::invalid(field, "is required"));
+    }
+    if user.len() > MAX_USER_LEN {
+        return Err(CourierError::invalid(
+            field,
+            format!("is longer than {MAX_USER_LEN} bytes"),
+        ));
+    }
+    if !user
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(CourierError::invalid(
+            field,
+            "may hold only letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// A message a client asked to send, validated.
+#[derive(Debug, PartialEq, Eq)]
+struct Outgoing {
+    from: String,
+    to: String,
+    content: String,
+}
+
+fn validate_message(
+    message: Option<Message>,
+    caller: Option<&str>,
+) -> Result<Outgoing, CourierError> {
+    let message = message.ok_or_else(|| CourierError::invalid("message", "is required"))?;
+    validate_user("message.from", &message.from)?;
+    validate_user("message.to", &message.to)?;
+    if message.content.is_empty() {
+        return Err(CourierError::invalid("message.content", "is required"));
+    }
+    if message.content.len() > MAX_CONTENT_LEN {
+        return Err(CourierError::invalid(
+            "message.content",
+            format!("is longer than {MAX_CONTENT_LEN} bytes"),
+        ));
+    }
+    if !message.id.is_empty() {
+        return Err(CourierError::invalid(
+            "message.id",
+            "is assigned by the server; leave it empty",
+        ));
+    }
+    if message.sent_at.is_some() {
+        return Err(CourierError::invalid(
+            "message.sent_at",
+            "is assigned by the server; leave it unset",
+        ));
+    }
+    if let Some(caller) = caller.filter(|caller| *caller != message.from) {
+        return Err(CourierError::PermissionDenied(format!(
+            "message.from is {:?} but the caller is {caller:?}",
+            message.from
+        )));
+    }
+    Ok(Outgoing {
+        from: message.from,
+        to: message.to,
+        content: message.content,
+    })
+}
+
+fn validate_idle_timeout(
+    timeout: Option<pbjson_types::Duration>,
+) -> Result<Option<Duration>, CourierError> {
+    let Some(timeout) = timeout else {
+        return Ok(None);
+    };
+    let field = "idle_timeout";
+    if timeout.seconds < 0 || timeout.nanos < 0 || timeout.nanos >= 1_000_000_000 {
+        return Err(CourierError::invalid(field, "must be a positive duration"));
+    }
+    let timeout = Duration::new(timeout.seconds as u64, timeout.nanos as u32);
+    if timeout.is_zero() {
+        return Err(CourierError::invalid(field, "must be a positive duration"));
+    }
+    if timeout > MAX_IDLE_TIMEOUT {
+        return Err(CourierError::invalid(field, "must be at most 24h"));
+    }
+    Ok(Some(timeout))
+}
+
+// === conversions ===
+
+fn to_proto(envelope: Envelope) -> Message {
+    Message {
+        from: envelope.from,
+        content: envelope.content,
+        to: envelope.to,
+        id: envelope.id.to_string(),
+        sent_at: Some(timestamp(envelope.sent_at)),
+    }
+}
+
+fn timestamp(time: std::time::SystemTime) -> pbjson_types::Timestamp {
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Copies the request's `x-echo-*` metadata (text and `-bin`) into the response headers.
+fn echo_metadata(request: &MetadataMap, response: &mut MetadataMap) {
+    for entry in request.iter() {
+        match entry {
+            KeyAndValueRef::Ascii(key, value) if key.as_str().starts_with(ECHO_PREFIX) => {
+                response.insert(key.clone(), value.clone());
+            }
+            KeyAndValueRef::Binary(key, value) if key.as_str().starts_with(ECHO_PREFIX) => {
+                response.insert_bin(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn respond<T>(request: &MetadataMap, body: T) -> Response<T> {
+    let mut response = Response::new(body);
+    echo_metadata(request, response.metadata_mut());
+    response
+}
+
+fn count_trailer(count: u64) -> MetadataMap {
+    let mut trailers = MetadataMap::new();
+    trailers.insert(MESSAGE_COUNT_TRAILER, MetadataValue::from(count));
+    trailers
+}
+
+/// The status a stream ends with: OK or the error, with the message count as a trailer.
+fn final_status(outcome: Result<(), CourierError>, count: u64) -> Status {
+    match outcome {
+        Ok(()) => Status::with_metadata(Code::Ok, "", count_trailer(count)),
+        Err(error) => Status::with_metadata(error.code(), error.to_string(), count_trailer(count)),
+    }
+}
+
+// === SayHelloService ===
+
+#[tonic::async_trait]
+impl SayHelloService for Courier {
+    #[tracing::instrument(skip_all)]
+    async fn hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloResponse>, Status> {
+        let name = &request.get_ref().name;
+        if name.is_empty() {
+            return Err(CourierError::invalid("name", "is required").into());
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(CourierError::invalid(
+                "name",
+                format!("is longer than {MAX_NAME_LEN} bytes"),
+            )
+            .into());
+        }
+        let msg = format!("hello world! {name}");
+        Ok(respond(request.metadata(), HelloResponse { msg }))
+    }
+}
+
+// === MessageService ===
+
+#[tonic::async_trait]
+impl MessageService for Courier {
+    type ReceiveMessageStream = ReceiverStream<Result<ReceiveMessageResponse, Status>>;
+
+    #[tracing::instrument(skip_all, fields(user = %request.get_ref().user))]
+    async fn receive_message(
+        &self,
+        request: Request<ReceiveMessageRequest>,
+    ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        validate_user("user", &body.user)?;
+        if let Some(caller) = caller.filter(|caller| *caller != body.user) {
+            return Err(CourierError::PermissionDenied(format!(
+                "{caller:?} may not read the messages of {:?}",
+                body.user
+            ))
+            .into());
+        }
+        let idle_timeout = validate_idle_timeout(body.idle_timeout)?;
+        let (sender, receiver) = mpsc::channel(1);
+        tokio::spawn(deliver(
+            Arc::clone(&self.mailboxes),
+            body.user.clone(),
+            idle_timeout,
+            self.shutdown.clone(),
+            sender,
+        ));
+        Ok(respond(request.metadata(), ReceiverStream::new(receiver)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn send_message(
+        &self,
+        request: Request<Streaming<SendMessageRequest>>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        let caller = caller(&request)?;
+        let metadata = request.metadata().clone();
+        let mut stream = request.into_inner();
+        let mut count: u64 = 0;
+        while let Some(next) = stream.message().await? {
+            match validate_message(next.message, caller.as_deref()) {
+                Ok(outgoing) => {
+                    let envelope =
+                        self.mailboxes
+                            .enqueue(outgoing.from, outgoing.to, outgoing.content);
+                    tracing::debug!(id = envelope.id, to = %envelope.to, "queued");
+                    count += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, queued = count, "rejected a message; the stream ends");
+                    let text =
+                        format!("{error} ({count} earlier messages of this stream were queued)");
+                    return Err(Status::with_metadata(
+                        error.code(),
+                        text,
+                        count_trailer(count),
+                    ));
+                }
+            }
+        }
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        Ok(respond(&metadata, SendMessageResponse { count }))
+    }
+}
+
+/// Feeds a ReceiveMessage stream from `user`'s queue until the idle timeout, shutdown, or the
+/// client leaving. A message taken but not handed to the stream goes back to the queue.
+async fn deliver(
+    mailboxes: Arc<Mailboxes>,
+    user: String,
+    idle_timeout: Option<Duration>,
+    shutdown: CancellationToken,
+    sender: mpsc::Sender<Result<ReceiveMessageResponse, Status>>,
+) {
+    let mut count = 0;
+    let outcome = loop {
+        let next = async {
+            match idle_timeout {
+                Some(limit) => tokio::time::timeout(limit, mailboxes.take(&user))
+                    .await
+                    .ok(),
+                None => Some(mailboxes.take(&user).await),
+            }
+        };
+        let envelope = tokio::select! {
+            biased;
+            () = sender.closed() => return,
+            () = shutdown.cancelled() => break Err(CourierError::ShuttingDown),
+            next = next => match next {
+                Some(envelope) => envelope,
+                None => break Ok(()),
+            },
+        };
+        let response = ReceiveMessageResponse {
+            message: Some(to_proto(envelope.clone())),
+        };
+        if sender.send(Ok(response)).await.is_err() {
+            tracing::debug!(id = envelope.id, "receiver left; message requeued");
+            mailboxes.requeue(envelope);
+            return;
+        }
+        count += 1;
+    };
+    // The client may be gone already; then there is nobody to tell.
+    let _ = sender.send(Err(final_status(outcome, count))).await;
+}
+
+// === ChatService ===
+
+#[tonic::async_trait]
+impl ChatService for Courier {
+    type ChatStream = ReceiverStream<Result<ChatResponse, Status>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn chat(
+        &self,
+        request: Request<Streaming<ChatRequest>>,
+    ) -> Result<Response<Self::ChatStream>, Status> {
+        let user = caller(&request)?.ok_or_else(|| {
+            CourierError::invalid("metadata from", "is required when authentication is off")
+        })?;
+        let metadata = request.metadata().clone();
+        let (sender, receiver) = mpsc::channel(1);
+        tokio::spawn(relay(
+            Arc::clone(&self.mailboxes),
+            user,
+            request.into_inner(),
+            self.shutdown.clone(),
+            sender,
+        ));
+        Ok(respond(&metadata, ReceiverStream::new(receiver)))
+    }
+}
+
+/// Runs one chat stream: queues what `user` sends for its recipients and streams back what is
+/// queued for `user`. When the client half-closes, what is queued for `user` then is delivered
+/// and the stream ends with OK.
+async fn relay(
+    mailboxes: Arc<Mailboxes>,
+    user: String,
+    mut inbound: Streaming<ChatRequest>,
+    shutdown: CancellationToken,
+    sender: mpsc::Sender<Result<ChatResponse, Status>>,
+) {
+    let mut count = 0;
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            () = sender.closed() => return,
+            () = shutdown.cancelled() => break Err(CourierError::ShuttingDown),
+            incoming = inbound.next() => match incoming {
+                Some(Ok(request)) => match validate_message(request.message, Some(&user)) {
+                    Ok(outgoing) => {
+                        mailboxes.enqueue(outgoing.from, outgoing.to, outgoing.content);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "rejected a chat message; the stream ends");
+                        break Err(error);
+                    }
+                },
+                // The client half-closed: deliver what is due, then end.
+                None => {
+                    while let Some(envelope) = mailboxes.try_take(&user) {
+                        if !send_chat(&mailboxes, &sender, envelope).await {
+                            return;
+                        }
+                        count += 1;
+                    }
+                    break Ok(());
+                }
+                // The client reset or sent a broken frame: its stream is over.
+                Some(Err(status)) => {
+                    tracing::debug!(%status, "chat inbound failed");
+                    return;
+                }
+            },
+            envelope = mailboxes.take(&user) => {
+                if !send_chat(&mailboxes, &sender, envelope).await {
+                    return;
+                }
+                count += 1;
+            }
+        }
+    };
+    let _ = sender.send(Err(final_status(outcome, count))).await;
+}
+
+/// Hands one message to a chat stream; requeues it and answers false if the client is gone.
+async fn send_chat(
+    mailboxes: &Mailboxes,
+    sender: &mpsc::Sender<Result<ChatResponse, Status>>,
+    envelope: Envelope,
+) -> bool {
+    let response = ChatResponse {
+        message: Some(to_proto(envelope.clone())),
+    };
+    if sender.send(Ok(response)).await.is_err() {
+        mailboxes.requeue(envelope);
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from: &str, to: &str, content: &str) -> Option<Message> {
+        Some(Message {
+            from: from.into(),
+            to: to.into(),
+            content: content.into(),
+            ..Message::default()
+        })
+    }
+
+    #[test]
+    fn valid_messages_pass() {
+        assert_eq!(
+            validate_message(message("jack", "mike", "hi"), Some("jack")),
+            Ok(Outgoing {
+                from: "jack".into(),
+                to: "mike".into(),
+                content: "hi".into()
+            })
+        );
+        assert!(validate_message(message("jack", "mike", "hi"), None).is_ok());
+    }
+
+    #[test]
+    fn invalid_messages_name_the_field() {
+        let field_of = |message, caller| match validate_message(message, caller) {
+            Err(CourierError::InvalidArgument { field, .. }) => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        };
+        assert_eq!(field_of(None, None), "message");
+        assert_eq!(field_of(message("", "mike", "hi"), None), "message.from");
+        assert_eq!(field_of(message("jack", "", "hi"), None), "message.to");
+        assert_eq!(field_of(message("jack", "mi ke", "hi"), None), "message.to");
+        assert_eq!(
+            field_of(message("jack", "mike", ""), None),
+            "message.content"
+        );
+        let long = "x".repeat(MAX_CONTENT_LEN + 1);
+        assert_eq!(
+            field_of(message("jack", "mike", &long), None),
+            "message.content"
+        );
+        let mut with_id = message("jack", "mike", "hi");
+        with_id.as_mut().unwrap().id = "7".into();
+        assert_eq!(field_of(with_id, None), "message.id");
+    }
+
+    #[test]
+    fn spoofed_senders_are_denied() {
+        assert_eq!(
+            validate_message(message("jack", "mike", "hi"), Some("mike")),
+            Err(CourierError::PermissionDenied(
+                "message.from is \"jack\" but the caller is \"mike\"".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn idle_timeouts_must_be_positive_and_bounded() {
+        let duration = |seconds, nanos| Some(pbjson_types::Duration { seconds, nanos });
+        assert_eq!(validate_idle_timeout(None), Ok(None));
+        assert_eq!(
+            validate_idle_timeout(duration(1, 500_000_000)),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        assert!(validate_idle_timeout(duration(0, 0)).is_err());
+        assert!(validate_idle_timeout(duration(-1, 0)).is_err());
+        assert!(validate_idle_timeout(duration(90_000, 0)).is_err());
+    }
+}
