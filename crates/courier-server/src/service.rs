@@ -525,6 +525,19 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_message_that_cannot_be_written_goes_back_to_the_queue() {
+        let mailboxes = Mailboxes::default();
+        mailboxes.enqueue("jack".into(), "mike".into(), "first".into());
+        mailboxes.enqueue("jack".into(), "mike".into(), "second".into());
+        let (sender, receiver) = mpsc::channel(1);
+        drop(receiver);
+        let taken = mailboxes.take("mike").await;
+        assert!(!send_chat(&mailboxes, &sender, taken).await);
+        assert_eq!(mailboxes.try_take("mike").unwrap().content, "first");
+        assert_eq!(mailboxes.try_take("mike").unwrap().content, "second");
+    }
+
     #[test]
     fn idle_timeouts_must_be_positive_and_bounded() {
         let duration = |seconds, nanos| Some(pbjson_types::Duration { seconds, nanos });

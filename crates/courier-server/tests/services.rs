@@ -1,0 +1,566 @@
+//! Every RPC kind against a real server on loopback: answers, ordering, metadata both ways,
+//! validation, idle timeout, chat, and what competing receivers get.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Setup, TestServer, as_user, message, metadata};
+use courier_client::pb::chat::ChatRequest;
+use courier_client::pb::hello::HelloRequest;
+use courier_client::pb::message::{Message, ReceiveMessageRequest, SendMessageRequest};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+fn sends(messages: &[Message]) -> impl tokio_stream::Stream<Item = SendMessageRequest> + use<> {
+    let requests: Vec<_> = messages
+        .iter()
+        .cloned()
+        .map(|message| SendMessageRequest {
+            message: Some(message),
+        })
+        .collect();
+    tokio_stream::iter(requests)
+}
+
+fn receive(user: &str, idle: Option<Duration>) -> ReceiveMessageRequest {
+    ReceiveMessageRequest {
+        user: user.into(),
+        idle_timeout: idle.map(Into::into),
+    }
+}
+
+const IDLE: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn hello_greets_by_name_and_carries_a_request_id() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let response = connection
+        .hello(metadata(None, &["x-request-id:req-42"]))
+        .hello(HelloRequest {
+            name: "mike".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.metadata().get("x-request-id").unwrap(), "req-42");
+    assert_eq!(response.into_inner().msg, "hello world! mike");
+
+    // A client that sends no id gets a fresh one.
+    let mut raw =
+        courier_client::pb::hello::say_hello_service_client::SayHelloServiceClient::connect(
+            server.options().addr,
+        )
+        .await
+        .unwrap();
+    let response = raw
+        .hello(HelloRequest {
+            name: "jack".into(),
+        })
+        .await
+        .unwrap();
+    let id = response
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+}
+
+#[tokio::test]
+async fn handlers_read_metadata_and_binary_values_round_trip() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    // AAH/gA== is [0, 1, 255, 128]: not valid UTF-8, so only a -bin key can carry it.
+    let extra = [
+        "x-echo-note:hi there",
+        "x-echo-blob-bin:AAH/gA==",
+        "x-other:not echoed",
+    ];
+    let response = connection
+        .hello(metadata(None, &extra))
+        .hello(HelloRequest {
+            name: "mike".into(),
+        })
+        .await
+        .unwrap();
+    let headers = response.metadata();
+    assert_eq!(headers.get("x-echo-note").unwrap(), "hi there");
+    assert_eq!(
+        headers
+            .get_bin("x-echo-blob-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .as_ref(),
+        [0, 1, 255, 128]
+    );
+    assert!(headers.get("x-other").is_none());
+}
+
+#[tokio::test]
+async fn sent_messages_are_counted_exactly_and_received_in_order_with_trailers() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let texts = ["one", "two", "three", "four", "five"];
+    let messages: Vec<_> = texts
+        .iter()
+        .map(|text| message("jack", "mike", text))
+        .collect();
+    let response = connection
+        .messages(as_user("jack"))
+        .send_message(sends(&messages))
+        .await
+        .unwrap();
+    assert!(response.metadata().contains_key("x-request-id"));
+    assert_eq!(response.into_inner().count, 5);
+
+    let response = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", Some(IDLE)))
+        .await
+        .unwrap();
+    assert!(response.metadata().contains_key("x-request-id"));
+    let mut stream = response.into_inner();
+    let mut received = Vec::new();
+    while let Some(response) = stream.message().await.unwrap() {
+        received.push(response.message.unwrap());
+    }
+    assert_eq!(
+        received
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        texts
+    );
+    assert!(
+        received
+            .iter()
+            .all(|m| m.from == "jack" && m.to == "mike" && m.sent_at.is_some())
+    );
+    let ids: Vec<u64> = received.iter().map(|m| m.id.parse().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids increase: {ids:?}"
+    );
+    let trailers = stream.trailers().await.unwrap().unwrap();
+    assert_eq!(trailers.get("x-message-count").unwrap(), "5");
+
+    // Each message is delivered once.
+    let mut again = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", Some(IDLE)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.message().await.unwrap().is_none());
+    assert_eq!(
+        again
+            .trailers()
+            .await
+            .unwrap()
+            .unwrap()
+            .get("x-message-count")
+            .unwrap(),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn receive_pushes_messages_as_they_arrive() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let mut stream = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", None))
+        .await
+        .unwrap()
+        .into_inner();
+    for text in ["first", "second"] {
+        let count = connection
+            .messages(as_user("jack"))
+            .send_message(sends(&[message("jack", "mike", text)]))
+            .await
+            .unwrap()
+            .into_inner()
+            .count;
+        assert_eq!(count, 1);
+        let got = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.unwrap().message.unwrap().content, text);
+    }
+}
+
+#[tokio::test]
+async fn a_bad_message_ends_the_stream_but_what_was_accepted_stays() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let messages = [
+        message("jack", "mike", "kept 1"),
+        message("jack", "mike", "kept 2"),
+        message("jack", "", "bad"),
+    ];
+    let status = connection
+        .messages(as_user("jack"))
+        .send_message(sends(&messages))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "message.to: is required (2 earlier messages of this stream were queued)"
+    );
+    assert_eq!(status.metadata().get("x-message-count").unwrap(), "2");
+
+    let mut stream = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", Some(IDLE)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut contents = Vec::new();
+    while let Some(response) = stream.message().await.unwrap() {
+        contents.push(response.message.unwrap().content);
+    }
+    assert_eq!(contents, ["kept 1", "kept 2"]);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_invalid_argument_naming_the_field() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let status = connection
+        .hello(as_user("jack"))
+        .hello(HelloRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, "name: is required")
+    );
+
+    let status = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("", None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, "user: is required")
+    );
+
+    let zero = ReceiveMessageRequest {
+        user: "mike".into(),
+        idle_timeout: Some(pbjson_types::Duration {
+            seconds: 0,
+            nanos: 0,
+        }),
+    };
+    let status = connection
+        .messages(as_user("mike"))
+        .receive_message(zero)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::InvalidArgument,
+            "idle_timeout: must be a positive duration"
+        )
+    );
+
+    let mut with_id = message("jack", "mike", "hi");
+    with_id.id = "99".into();
+    let status = connection
+        .messages(as_user("jack"))
+        .send_message(sends(&[with_id]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("message.id: is assigned by the server"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_spoofed_sender_is_denied_when_the_caller_is_known() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let status = connection
+        .messages(as_user("mike"))
+        .send_message(sends(&[message("jack", "mike", "not really jack")]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "message.from is \"jack\" but the caller is \"mike\" (0 earlier messages of this stream were queued)"
+    );
+}
+
+#[tokio::test]
+async fn idle_timeout_ends_an_empty_stream_with_ok() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let started = std::time::Instant::now();
+    let mut stream = connection
+        .messages(as_user("nobody"))
+        .receive_message(receive("nobody", Some(IDLE)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().is_none());
+    assert!(started.elapsed() >= IDLE);
+    assert_eq!(
+        stream
+            .trailers()
+            .await
+            .unwrap()
+            .unwrap()
+            .get("x-message-count")
+            .unwrap(),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_receiver_takes_nothing_with_it() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let first = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", None))
+        .await
+        .unwrap()
+        .into_inner();
+    drop(first);
+    connection
+        .messages(as_user("jack"))
+        .send_message(sends(&[message("jack", "mike", "after the cancel")]))
+        .await
+        .unwrap();
+    let mut second = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", Some(IDLE)))
+        .await
+        .unwrap()
+        .into_inner();
+    let got = second.message().await.unwrap().unwrap().message.unwrap();
+    assert_eq!(got.content, "after the cancel");
+}
+
+/// Two receivers of one user compete for its queue: each message goes to exactly one of them.
+#[tokio::test]
+async fn two_receivers_of_one_user_share_the_messages_without_duplicates() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let open = || async {
+        connection
+            .messages(as_user("mike"))
+            .receive_message(receive("mike", Some(Duration::from_millis(500))))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let (left, right) = (open().await, open().await);
+    let texts: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
+    let messages: Vec<_> = texts
+        .iter()
+        .map(|text| message("jack", "mike", text))
+        .collect();
+    connection
+        .messages(as_user("jack"))
+        .send_message(sends(&messages))
+        .await
+        .unwrap();
+    let drain = |mut stream: tonic::Streaming<
+        courier_client::pb::message::ReceiveMessageResponse,
+    >| async move {
+        let mut got = Vec::new();
+        while let Some(response) = stream.message().await.unwrap() {
+            got.push(response.message.unwrap().content);
+        }
+        got
+    };
+    let (from_left, from_right) = tokio::join!(drain(left), drain(right));
+    for got in [&from_left, &from_right] {
+        let positions: Vec<_> = got
+            .iter()
+            .map(|text| texts.iter().position(|t| t == text).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|pair| pair[0] < pair[1]),
+            "each receiver sees queue order: {got:?}"
+        );
+    }
+    let mut all: Vec<_> = from_left.into_iter().chain(from_right).collect();
+    all.sort_by_key(|text| text[1..].parse::<u32>().unwrap());
+    assert_eq!(
+        all, texts,
+        "every message exactly once across both receivers"
+    );
+}
+
+#[tokio::test]
+async fn chat_relays_both_ways_and_ends_cleanly_on_half_close() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let open = |user: &'static str| {
+        let connection = connection.clone();
+        async move {
+            let (outbound, requests) = mpsc::channel(8);
+            let response = connection
+                .chat(as_user(user))
+                .chat(ReceiverStream::new(requests))
+                .await
+                .unwrap();
+            assert!(response.metadata().contains_key("x-request-id"));
+            (outbound, response.into_inner())
+        }
+    };
+    let ((jack_out, mut jack_in), (mike_out, mut mike_in)) =
+        tokio::join!(open("jack"), open("mike"));
+    for n in 1..=3 {
+        let line = |from: &str, to: &str| ChatRequest {
+            message: Some(message(from, to, &format!("{from} {n}"))),
+        };
+        jack_out.send(line("jack", "mike")).await.unwrap();
+        mike_out.send(line("mike", "jack")).await.unwrap();
+    }
+    for (inbound, from) in [(&mut jack_in, "mike"), (&mut mike_in, "jack")] {
+        for n in 1..=3 {
+            let got = inbound.message().await.unwrap().unwrap().message.unwrap();
+            assert_eq!(
+                (got.from.as_str(), got.content),
+                (from, format!("{from} {n}"))
+            );
+        }
+    }
+    drop(jack_out);
+    drop(mike_out);
+    for inbound in [&mut jack_in, &mut mike_in] {
+        assert!(
+            inbound.message().await.unwrap().is_none(),
+            "ends with OK after half-close"
+        );
+        assert_eq!(
+            inbound
+                .trailers()
+                .await
+                .unwrap()
+                .unwrap()
+                .get("x-message-count")
+                .unwrap(),
+            "3"
+        );
+    }
+}
+
+#[tokio::test]
+async fn chat_messages_to_an_absent_user_wait_in_its_queue() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let (outbound, requests) = mpsc::channel(8);
+    let mut jack_in = connection
+        .chat(as_user("jack"))
+        .chat(ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    outbound
+        .send(ChatRequest {
+            message: Some(message("jack", "mike", "are you there?")),
+        })
+        .await
+        .unwrap();
+    drop(outbound);
+    assert!(jack_in.message().await.unwrap().is_none());
+
+    let mut mike = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", Some(IDLE)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        mike.message()
+            .await
+            .unwrap()
+            .unwrap()
+            .message
+            .unwrap()
+            .content,
+        "are you there?"
+    );
+}
+
+#[tokio::test]
+async fn chat_needs_a_caller_and_refuses_spoofed_senders() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let (_outbound, requests) = mpsc::channel::<ChatRequest>(1);
+    let status = connection
+        .chat(metadata(None, &[]))
+        .chat(ReceiverStream::new(requests))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::InvalidArgument,
+            "metadata from: is required when authentication is off"
+        )
+    );
+
+    let (outbound, requests) = mpsc::channel(1);
+    let mut inbound = connection
+        .chat(as_user("mike"))
+        .chat(ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    outbound
+        .send(ChatRequest {
+            message: Some(message("jack", "mike", "spoof")),
+        })
+        .await
+        .unwrap();
+    let status = inbound.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.metadata().get("x-message-count"),
+        Some(&MetadataValue::from_static("0"))
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let mut stream = connection
+        .messages(as_user("mike"))
+        .receive_message(receive("mike", None))
+        .await
+        .unwrap()
+        .into_inner();
+    let stopping = tokio::spawn(server.stop());
+    let status = stream.message().await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unavailable, "server is shutting down")
+    );
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
