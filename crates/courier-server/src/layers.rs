@@ -80,8 +80,8 @@ impl<B> ValidateRequest<B> for BearerAuth {
 
 // === tracing ===
 
-/// Tracing for every RPC: one `rpc` span per call, with method, peer and request id; the status
-/// code and latency are recorded when the call ends.
+/// Tracing for every RPC: one `rpc` span per call, with method, peer and request id, then the
+/// status code, the handler's latency (until response headers) and the response stream's length.
 pub type RpcTraceLayer = TraceLayer<
     SharedClassifier<GrpcErrorsAsFailures>,
     RpcSpan,
@@ -131,33 +131,39 @@ impl<B> MakeSpan<B> for RpcSpan {
             request_id,
             code = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
+            stream_ms = tracing::field::Empty,
         )
     }
 }
 
-/// Records the gRPC status code and latency of a finished RPC and logs its end.
+/// Records the gRPC status code and timings of an RPC and logs its end.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordStatus;
 
-fn record_end(headers: Option<&HeaderMap>, elapsed: Duration, span: &Span) {
-    let code = headers
-        .and_then(Status::from_header_map)
-        .map(|status| status.code());
-    let Some(code) = code else { return };
-    span.record("code", tracing::field::debug(code));
-    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+fn milliseconds(duration: Duration) -> impl tracing::Value {
+    tracing::field::display(format!("{:.3}", duration.as_secs_f64() * 1000.0))
+}
+
+/// Logs the end of the RPC if `headers` carry its status.
+fn record_end(headers: Option<&HeaderMap>, span: &Span) {
+    let Some(status) = headers.and_then(Status::from_header_map) else {
+        return;
+    };
+    span.record("code", tracing::field::debug(status.code()));
     tracing::info!(parent: span, "rpc finished");
 }
 
 impl<B> OnResponse<B> for RecordStatus {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        span.record("latency_ms", milliseconds(latency));
         // A trailers-only response (an error before any message) carries its status in the headers.
-        record_end(Some(response.headers()), latency, span);
+        record_end(Some(response.headers()), span);
     }
 }
 
 impl OnEos for RecordStatus {
     fn on_eos(self, trailers: Option<&HeaderMap>, stream_duration: Duration, span: &Span) {
-        record_end(trailers, stream_duration, span);
+        span.record("stream_ms", milliseconds(stream_duration));
+        record_end(trailers, span);
     }
 }
