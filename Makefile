@@ -1,7 +1,7 @@
 # Courier: every target CI runs is here. `make test` is the whole gate; `.ci/run` calls it.
 # Nothing is assumed on PATH but cargo, node and npm: `make tools` installs the rest into
-# node_modules/ (buf, pinned in package.json + package-lock.json) and .tools/ (the protoc
-# plugins, pinned below), both ignored by git.
+# node_modules/ (buf and the TypeScript test client's tools, pinned in package.json and
+# package-lock.json) and .tools/ (the protoc plugins, pinned below), both ignored by git.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -24,7 +24,7 @@ HANDWRITTEN := $(addprefix -p ,$(notdir $(wildcard crates/*)))
 export RUSTDOCFLAGS := -D warnings
 
 .PHONY: help tools lint breaking generate check-generated fmt clippy cargo-test features doc \
-        publish-dry-run test release run-demo
+        publish-dry-run polyglot test release run-demo
 
 help:
 	@echo "make run-demo       the services demo: TLS, auth, every RPC kind"
@@ -42,10 +42,8 @@ help:
 # `npm ci` rejects it as out of sync. `npm install` still installs the locked, integrity-checked
 # versions and, with --no-save, never rewrites the lockfile.
 tools:
-	@want=$$(node -p "require('./package.json').devDependencies['@bufbuild/buf']"); \
-	have=$$($(BUF) --version 2>/dev/null || true); \
-	if [ "$$have" != "$$want" ]; then \
-	  echo "installing buf $$want (found: $${have:-none})"; \
+	@if ! npm ls --depth=0 >/dev/null 2>&1; then \
+	  echo "installing the npm tools pinned in package.json"; \
 	  npm install --no-save --no-audit --no-fund --loglevel=error; \
 	fi
 	@installed=$$(cargo install --list --root $(TOOLS) 2>/dev/null || true); \
@@ -105,7 +103,7 @@ doc: tools
 publish-dry-run: tools
 	cargo publish --dry-run --locked -p courier-proto
 
-test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run
+test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run polyglot
 	@echo "make test: every gate passed"
 
 # Sets the crate version, regenerates, commits, then records that commit as the new baseline.
@@ -125,22 +123,18 @@ release: test
 
 # The demo on a fresh machine: throwaway CA, certificate and tokens; the server with TLS and auth
 # on an ephemeral port; the client's demo against it; then a graceful stop (SIGTERM).
-DEMO_DIR := target/demo
 run-demo: tools
 	cargo build --quiet --locked -p courier-server -p courier-client --bins
-	rm -rf $(DEMO_DIR)
-	target/debug/courier-demo-setup --out $(DEMO_DIR) --users jack,mike
-	@echo "== starting courier-server with TLS and token auth (log: $(DEMO_DIR)/server.log) =="
-	@target/debug/courier-server --listen 127.0.0.1:0 --addr-file $(DEMO_DIR)/addr \
-	    --tls-cert $(DEMO_DIR)/server.pem --tls-key $(DEMO_DIR)/server.key \
-	    --tokens $(DEMO_DIR)/tokens 2> $(DEMO_DIR)/server.log & server=$$!; \
-	trap 'kill $$server 2>/dev/null || true' EXIT; \
-	for _ in $$(seq 100); do [ -s $(DEMO_DIR)/addr ] && break; sleep 0.1; done; \
-	[ -s $(DEMO_DIR)/addr ] || { echo "the server did not start:" >&2; cat $(DEMO_DIR)/server.log >&2; exit 1; }; \
-	addr=$$(cat $(DEMO_DIR)/addr); echo "listening on $$addr"; echo; \
-	status=0; target/debug/courier-client --addr "https://$$addr" --ca $(DEMO_DIR)/ca.pem \
-	    --domain localhost demo --tokens-dir $(DEMO_DIR) || status=$$?; \
-	echo; echo "== stopping the server (SIGTERM) =="; \
-	kill -TERM $$server; wait $$server || status=$$?; trap - EXIT; \
-	echo "server log:"; sed 's/^/  /' $(DEMO_DIR)/server.log; \
-	exit $$status
+	crates/courier-server/with-demo-server target/demo sh -c \
+	  'target/debug/courier-client --addr "https://$$COURIER_ADDR" --ca "$$COURIER_CA" \
+	     --domain localhost demo --tokens-dir "$$COURIER_TOKENS_DIR"'
+
+# A TypeScript client generated from the same module (protoc-gen-es, Connect's Node gRPC
+# transport) calls every RPC kind of courier-server over TLS with a token.
+POLYGLOT := crates/courier-server/tests/polyglot
+polyglot: tools
+	cargo build --quiet --locked -p courier-server --bins
+	$(BUF) generate --template $(POLYGLOT)/buf.gen.yaml
+	node_modules/.bin/tsc -p $(POLYGLOT)/tsconfig.json
+	crates/courier-server/with-demo-server target/polyglot \
+	  node --import tsx --test $(POLYGLOT)/polyglot.test.ts

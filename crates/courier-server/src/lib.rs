@@ -112,6 +112,24 @@ fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, ServeError> {
     Ok(config)
 }
 
+/// The well-known types the contract imports. Each generated descriptor set holds only its own
+/// file, so reflection clients that resolve imports by file name would otherwise find nothing.
+fn well_known_imports() -> prost_types::FileDescriptorSet {
+    let pool = prost_reflect::DescriptorPool::global();
+    let file = |name| {
+        pool.get_file_by_name(name)
+            .expect("prost-reflect's global pool holds the well-known types")
+            .file_descriptor_proto()
+            .clone()
+    };
+    prost_types::FileDescriptorSet {
+        file: vec![
+            file("google/protobuf/duration.proto"),
+            file("google/protobuf/timestamp.proto"),
+        ],
+    }
+}
+
 /// Serves Courier on `listener` until `shutdown` completes.
 ///
 /// On shutdown, health turns NOT_SERVING, open streams end with UNAVAILABLE, and in-flight
@@ -141,6 +159,7 @@ pub async fn run(
             .register_encoded_file_descriptor_set(pb::hello::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(pb::message::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(pb::chat::FILE_DESCRIPTOR_SET)
+            .register_file_descriptor_set(well_known_imports())
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;

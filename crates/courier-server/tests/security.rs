@@ -143,6 +143,27 @@ async fn health_and_reflection_need_no_token() {
     else {
         panic!("expected a list of services");
     };
+    // A client resolving the contract's imports by file name, as grpcurl does, finds them.
+    for file in [
+        "courier/message/v1/message.proto",
+        "google/protobuf/timestamp.proto",
+        "google/protobuf/duration.proto",
+    ] {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileByFilename(file.into())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap().message_response;
+        assert!(
+            matches!(answer, Some(MessageResponse::FileDescriptorResponse(_))),
+            "{file}: {answer:?}"
+        );
+    }
     let mut names: Vec<_> = list
         .service
         .into_iter()
