@@ -137,6 +137,33 @@ fn show_metadata(verbose: bool, label: &str, metadata: &MetadataMap) {
     }
 }
 
+/// How responses are printed.
+#[derive(Clone, Copy, Debug)]
+struct Output {
+    json: bool,
+    verbose: bool,
+}
+
+/// Prints each message of `stream` as it arrives (JSON or `human`), then the trailers if verbose.
+async fn print_stream<T: Serialize>(
+    mut stream: tonic::Streaming<T>,
+    output: Output,
+    human: impl Fn(&T) -> String,
+) -> Result<(), CliError> {
+    while let Some(item) = stream.message().await? {
+        if output.json {
+            print_json(&item);
+        } else {
+            println!("{}", human(&item));
+        }
+        std::io::stdout().flush()?;
+    }
+    if let Some(trailers) = stream.trailers().await? {
+        show_metadata(output.verbose, "trailers", &trailers);
+    }
+    Ok(())
+}
+
 fn stdin_lines() -> Vec<String> {
     std::io::stdin()
         .lock()
@@ -159,6 +186,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    let output = Output {
+        json: cli.json,
+        verbose: cli.verbose,
+    };
     let options = ConnectOptions {
         addr: cli.addr.clone(),
         ca: cli.ca.clone(),
@@ -255,19 +286,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .receive_message(request)
                 .await?;
             show_metadata(cli.verbose, "headers", response.metadata());
-            let mut stream = response.into_inner();
-            while let Some(response) = stream.message().await? {
-                if cli.json {
-                    print_json(&response);
-                } else {
-                    let message = response.message.unwrap_or_default();
-                    println!("#{} {}: {}", message.id, message.from, message.content);
-                }
-                std::io::stdout().flush()?;
-            }
-            if let Some(trailers) = stream.trailers().await? {
-                show_metadata(cli.verbose, "trailers", &trailers);
-            }
+            print_stream(response.into_inner(), output, |response| {
+                let message = response.message.clone().unwrap_or_default();
+                format!("#{} {}: {}", message.id, message.from, message.content)
+            })
+            .await?;
         }
         Command::Chat { user, to } => {
             let (outbound, requests) = mpsc::channel(16);
@@ -284,7 +307,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .chat(ReceiverStream::new(requests))
                 .await?;
             show_metadata(cli.verbose, "headers", response.metadata());
-            let mut inbound = response.into_inner();
+            let inbound = response.into_inner();
             // Stdin is read on a blocking thread; dropping `outbound` at EOF half-closes the chat.
             std::thread::spawn(move || {
                 for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -304,18 +327,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     }
                 }
             });
-            while let Some(response) = inbound.message().await? {
-                if cli.json {
-                    print_json(&response);
-                } else {
-                    let message = response.message.unwrap_or_default();
-                    println!("{}: {}", message.from, message.content);
-                }
-                std::io::stdout().flush()?;
-            }
-            if let Some(trailers) = inbound.trailers().await? {
-                show_metadata(cli.verbose, "trailers", &trailers);
-            }
+            print_stream(inbound, output, |response| {
+                let message = response.message.clone().unwrap_or_default();
+                format!("{}: {}", message.from, message.content)
+            })
+            .await?;
         }
         Command::Demo { tokens_dir } => {
             let mut tokens = HashMap::new();

@@ -6,9 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::{Setup, TestServer, as_user, message, metadata};
+use courier_client::Connection;
 use courier_client::pb::chat::ChatRequest;
 use courier_client::pb::hello::HelloRequest;
-use courier_client::pb::message::{Message, ReceiveMessageRequest, SendMessageRequest};
+use courier_client::pb::message::{
+    Message, ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -33,6 +36,43 @@ fn receive(user: &str, idle: Option<Duration>) -> ReceiveMessageRequest {
 }
 
 const IDLE: Duration = Duration::from_millis(300);
+
+type Receiving = tonic::Streaming<ReceiveMessageResponse>;
+
+/// Opens a ReceiveMessage stream for `user`, acting as `user`.
+async fn open_receive(connection: &Connection, user: &str, idle: Option<Duration>) -> Receiving {
+    connection
+        .messages(as_user(user))
+        .receive_message(receive(user, idle))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Reads a stream to its OK end: the messages, and the `x-message-count` trailer.
+async fn drain(mut stream: Receiving) -> (Vec<Message>, String) {
+    let mut messages = Vec::new();
+    while let Some(response) = stream.message().await.unwrap() {
+        messages.push(response.message.unwrap());
+    }
+    let trailers = stream.trailers().await.unwrap().unwrap();
+    (
+        messages,
+        trailers
+            .get("x-message-count")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+fn contents(messages: &[Message]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|message| message.content.as_str())
+        .collect()
+}
 
 #[tokio::test]
 async fn hello_greets_by_name_and_carries_a_request_id() {
@@ -124,18 +164,8 @@ async fn sent_messages_are_counted_exactly_and_received_in_order_with_trailers()
         .await
         .unwrap();
     assert!(response.metadata().contains_key("x-request-id"));
-    let mut stream = response.into_inner();
-    let mut received = Vec::new();
-    while let Some(response) = stream.message().await.unwrap() {
-        received.push(response.message.unwrap());
-    }
-    assert_eq!(
-        received
-            .iter()
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>(),
-        texts
-    );
+    let (received, count) = drain(response.into_inner()).await;
+    assert_eq!(contents(&received), texts);
     assert!(
         received
             .iter()
@@ -146,39 +176,19 @@ async fn sent_messages_are_counted_exactly_and_received_in_order_with_trailers()
         ids.windows(2).all(|pair| pair[0] < pair[1]),
         "ids increase: {ids:?}"
     );
-    let trailers = stream.trailers().await.unwrap().unwrap();
-    assert_eq!(trailers.get("x-message-count").unwrap(), "5");
+    assert_eq!(count, "5");
 
     // Each message is delivered once.
-    let mut again = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", Some(IDLE)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(again.message().await.unwrap().is_none());
-    assert_eq!(
-        again
-            .trailers()
-            .await
-            .unwrap()
-            .unwrap()
-            .get("x-message-count")
-            .unwrap(),
-        "0"
-    );
+    let (again, count) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    assert!(again.is_empty());
+    assert_eq!(count, "0");
 }
 
 #[tokio::test]
 async fn receive_pushes_messages_as_they_arrive() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let mut stream = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", None))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_receive(&connection, "mike", None).await;
     for text in ["first", "second"] {
         let count = connection
             .messages(as_user("jack"))
@@ -217,17 +227,8 @@ async fn a_bad_message_ends_the_stream_but_what_was_accepted_stays() {
     );
     assert_eq!(status.metadata().get("x-message-count").unwrap(), "2");
 
-    let mut stream = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", Some(IDLE)))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut contents = Vec::new();
-    while let Some(response) = stream.message().await.unwrap() {
-        contents.push(response.message.unwrap().content);
-    }
-    assert_eq!(contents, ["kept 1", "kept 2"]);
+    let (kept, _) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    assert_eq!(contents(&kept), ["kept 1", "kept 2"]);
 }
 
 #[tokio::test]
@@ -312,50 +313,24 @@ async fn idle_timeout_ends_an_empty_stream_with_ok() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
     let started = std::time::Instant::now();
-    let mut stream = connection
-        .messages(as_user("nobody"))
-        .receive_message(receive("nobody", Some(IDLE)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(stream.message().await.unwrap().is_none());
+    let (received, count) = drain(open_receive(&connection, "nobody", Some(IDLE)).await).await;
+    assert!(received.is_empty());
     assert!(started.elapsed() >= IDLE);
-    assert_eq!(
-        stream
-            .trailers()
-            .await
-            .unwrap()
-            .unwrap()
-            .get("x-message-count")
-            .unwrap(),
-        "0"
-    );
+    assert_eq!(count, "0");
 }
 
 #[tokio::test]
 async fn a_cancelled_receiver_takes_nothing_with_it() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let first = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", None))
-        .await
-        .unwrap()
-        .into_inner();
-    drop(first);
+    drop(open_receive(&connection, "mike", None).await);
     connection
         .messages(as_user("jack"))
         .send_message(sends(&[message("jack", "mike", "after the cancel")]))
         .await
         .unwrap();
-    let mut second = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", Some(IDLE)))
-        .await
-        .unwrap()
-        .into_inner();
-    let got = second.message().await.unwrap().unwrap().message.unwrap();
-    assert_eq!(got.content, "after the cancel");
+    let (received, _) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    assert_eq!(contents(&received), ["after the cancel"]);
 }
 
 /// Two receivers of one user compete for its queue: each message goes to exactly one of them.
@@ -363,15 +338,11 @@ async fn a_cancelled_receiver_takes_nothing_with_it() {
 async fn two_receivers_of_one_user_share_the_messages_without_duplicates() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let open = || async {
-        connection
-            .messages(as_user("mike"))
-            .receive_message(receive("mike", Some(Duration::from_millis(500))))
-            .await
-            .unwrap()
-            .into_inner()
-    };
-    let (left, right) = (open().await, open().await);
+    let idle = Some(Duration::from_millis(500));
+    let (left, right) = (
+        open_receive(&connection, "mike", idle).await,
+        open_receive(&connection, "mike", idle).await,
+    );
     let texts: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
     let messages: Vec<_> = texts
         .iter()
@@ -382,27 +353,22 @@ async fn two_receivers_of_one_user_share_the_messages_without_duplicates() {
         .send_message(sends(&messages))
         .await
         .unwrap();
-    let drain = |mut stream: tonic::Streaming<
-        courier_client::pb::message::ReceiveMessageResponse,
-    >| async move {
-        let mut got = Vec::new();
-        while let Some(response) = stream.message().await.unwrap() {
-            got.push(response.message.unwrap().content);
-        }
-        got
-    };
-    let (from_left, from_right) = tokio::join!(drain(left), drain(right));
+    let ((from_left, _), (from_right, _)) = tokio::join!(drain(left), drain(right));
     for got in [&from_left, &from_right] {
         let positions: Vec<_> = got
             .iter()
-            .map(|text| texts.iter().position(|t| t == text).unwrap())
+            .map(|m| texts.iter().position(|t| *t == m.content).unwrap())
             .collect();
         assert!(
             positions.windows(2).all(|pair| pair[0] < pair[1]),
-            "each receiver sees queue order: {got:?}"
+            "each receiver sees queue order: {positions:?}"
         );
     }
-    let mut all: Vec<_> = from_left.into_iter().chain(from_right).collect();
+    let mut all: Vec<_> = from_left
+        .into_iter()
+        .chain(from_right)
+        .map(|m| m.content)
+        .collect();
     all.sort_by_key(|text| text[1..].parse::<u32>().unwrap());
     assert_eq!(
         all, texts,
@@ -485,22 +451,8 @@ async fn chat_messages_to_an_absent_user_wait_in_its_queue() {
     drop(outbound);
     assert!(jack_in.message().await.unwrap().is_none());
 
-    let mut mike = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", Some(IDLE)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        mike.message()
-            .await
-            .unwrap()
-            .unwrap()
-            .message
-            .unwrap()
-            .content,
-        "are you there?"
-    );
+    let (received, _) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    assert_eq!(contents(&received), ["are you there?"]);
 }
 
 #[tokio::test]
@@ -546,12 +498,7 @@ async fn chat_needs_a_caller_and_refuses_spoofed_senders() {
 async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let mut stream = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", None))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_receive(&connection, "mike", None).await;
     let stopping = tokio::spawn(server.stop());
     let status = stream.message().await.unwrap_err();
     assert_eq!(
