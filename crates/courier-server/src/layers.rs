@@ -14,6 +14,7 @@ use tower_http::validate_request::ValidateRequest;
 use tracing::Span;
 
 use crate::auth::TokenStore;
+use crate::error::CourierError;
 use crate::service::AuthenticatedUser;
 
 /// Header carrying the request id, both ways.
@@ -38,19 +39,20 @@ impl BearerAuth {
         Self { tokens }
     }
 
-    fn user_of(&self, headers: &HeaderMap) -> Result<String, Status> {
+    fn user_of(&self, headers: &HeaderMap) -> Result<String, CourierError> {
+        let unauthenticated = |reason: &str| CourierError::Unauthenticated(reason.to_owned());
         let value = headers
             .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| Status::unauthenticated("missing authorization metadata"))?;
+            .ok_or_else(|| unauthenticated("missing authorization metadata"))?;
         let token = value
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+            .ok_or_else(|| unauthenticated("authorization must be `Bearer <token>`"))?;
         self.tokens
             .authenticate(token)
             .map(str::to_owned)
-            .ok_or_else(|| Status::unauthenticated("unknown token"))
+            .ok_or_else(|| unauthenticated("unknown token"))
     }
 }
 
@@ -66,13 +68,9 @@ impl<B> ValidateRequest<B> for BearerAuth {
                 request.extensions_mut().insert(AuthenticatedUser(user));
                 Ok(())
             }
-            Err(status) => {
-                tracing::warn!(
-                    path = request.uri().path(),
-                    reason = status.message(),
-                    "unauthenticated"
-                );
-                Err(status.into_http())
+            Err(error) => {
+                tracing::warn!(path = request.uri().path(), %error, "unauthenticated");
+                Err(Status::from(error).into_http())
             }
         }
     }

@@ -164,6 +164,30 @@ async fn health_and_reflection_need_no_token() {
             "{file}: {answer:?}"
         );
     }
+    // Some tools only speak v1alpha.
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut alpha = ServerReflectionClient::new(connection.with(metadata(None, &[])));
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "courier.chat.v1.ChatService".into(),
+            )),
+        };
+        let mut answers = alpha
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap().message_response;
+        assert!(
+            matches!(answer, Some(MessageResponse::FileDescriptorResponse(_))),
+            "{answer:?}"
+        );
+    }
     let mut names: Vec<_> = list
         .service
         .into_iter()

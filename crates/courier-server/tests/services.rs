@@ -142,6 +142,31 @@ async fn handlers_read_metadata_and_binary_values_round_trip() {
 }
 
 #[tokio::test]
+async fn streaming_calls_echo_metadata_in_their_headers() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let response = connection
+        .messages(metadata(
+            None,
+            &["from:mike", "x-echo-blob-bin:AAH/gA==", "x-request-id:r-7"],
+        ))
+        .receive_message(receive("mike", Some(IDLE)))
+        .await
+        .unwrap();
+    let headers = response.metadata();
+    assert_eq!(headers.get("x-request-id").unwrap(), "r-7");
+    assert_eq!(
+        headers
+            .get_bin("x-echo-blob-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .as_ref(),
+        [0, 1, 255, 128]
+    );
+}
+
+#[tokio::test]
 async fn sent_messages_are_counted_exactly_and_received_in_order_with_trailers() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
@@ -510,4 +535,46 @@ async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_turns_health_not_serving() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let server = TestServer::start(Setup {
+        grace: Some(Duration::from_millis(500)),
+        ..Setup::default()
+    })
+    .await;
+    let connection = server.connect().await;
+    let mut health = HealthClient::new(connection.with(metadata(None, &[])));
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = |update: Option<tonic_health::pb::HealthCheckResponse>| update.unwrap().status;
+    assert_eq!(
+        status(watch.message().await.unwrap()),
+        ServingStatus::Serving as i32
+    );
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(
+        status(watch.message().await.unwrap()),
+        ServingStatus::NotServing as i32
+    );
+    // tonic-health's Watch stream is not ours to end: it holds shutdown for the grace period.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(courier_server::ServeError::ShutdownTimedOut(_))
+        ),
+        "{outcome:?}"
+    );
 }

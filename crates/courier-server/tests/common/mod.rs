@@ -28,6 +28,8 @@ pub struct Setup {
     pub tls: bool,
     pub mutual_tls: bool,
     pub auth: bool,
+    /// Shutdown grace period; 5 s when unset.
+    pub grace: Option<Duration>,
 }
 
 impl TestServer {
@@ -54,7 +56,7 @@ impl TestServer {
         let config = Config {
             tls,
             tokens,
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: setup.grace.unwrap_or(Duration::from_secs(5)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
