@@ -19,6 +19,9 @@ pub enum CourierError {
     /// No valid credentials.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A limit was reached: a full queue, too many open streams.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The server is shutting down; the client may retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -39,6 +42,7 @@ impl CourierError {
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::ShuttingDown => Code::Unavailable,
         }
     }
@@ -47,5 +51,11 @@ impl CourierError {
 impl From<CourierError> for Status {
     fn from(error: CourierError) -> Self {
         Status::new(error.code(), error.to_string())
+    }
+}
+
+impl From<crate::mailbox::QueueFull> for CourierError {
+    fn from(full: crate::mailbox::QueueFull) -> Self {
+        Self::ResourceExhausted(full.to_string())
     }
 }

@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub tokens: Option<Arc<TokenStore>>,
     /// How long open calls get to finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Bounds on what clients may use; see [`Limits`].
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -70,6 +73,64 @@ impl Default for Config {
             tls: None,
             tokens: None,
             shutdown_grace: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Every bound the server puts on its clients. The defaults are the README's; each is a
+/// command-line flag of `courier-server`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message accepted or sent, in bytes, also after decompression (OUT_OF_RANGE).
+    pub max_message_bytes: usize,
+    /// Concurrent HTTP/2 streams per connection (tonic's default is unlimited).
+    pub max_concurrent_streams: u32,
+    /// Streams a connection may make the server reset before it is closed (tonic's default is
+    /// unlimited; this is the rapid-reset defence).
+    pub max_local_error_reset_streams: usize,
+    /// Largest request header list, in bytes.
+    pub max_header_list_bytes: u32,
+    /// Calls being handled at once per connection; more are shed with RESOURCE_EXHAUSTED.
+    pub max_calls_per_connection: usize,
+    /// Calls being handled at once across the server; more are shed with RESOURCE_EXHAUSTED.
+    pub max_calls: usize,
+    /// Open ReceiveMessage and Chat streams across the server; more get RESOURCE_EXHAUSTED.
+    pub max_open_streams: usize,
+    /// Messages waiting for one user; a full queue answers RESOURCE_EXHAUSTED.
+    pub max_queued_per_user: usize,
+    /// Longest a handler may take to answer; tonic then answers CANCELLED ("Timeout expired").
+    /// A shorter `grpc-timeout` from the client wins. Streams only need to start within it.
+    pub call_timeout: Duration,
+    /// Interval of HTTP/2 pings on idle connections.
+    pub http2_keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout: Duration,
+    /// TCP keepalive on accepted sockets.
+    pub tcp_keepalive: Duration,
+    /// Longest a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// Connections are gracefully closed (GOAWAY) after this age, so clients rebalance.
+    pub max_connection_age: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            max_local_error_reset_streams: 1024,
+            max_header_list_bytes: 16 * 1024,
+            max_calls_per_connection: 256,
+            max_calls: 4096,
+            max_open_streams: 10_000,
+            max_queued_per_user: 10_000,
+            call_timeout: Duration::from_secs(30),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -103,9 +164,14 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
     })
 }
 
-fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, ServeError> {
+fn tls_config(
+    files: &TlsFiles,
+    handshake_timeout: Duration,
+) -> Result<ServerTlsConfig, ServeError> {
     let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
-    let mut config = ServerTlsConfig::new().identity(identity);
+    let mut config = ServerTlsConfig::new()
+        .identity(identity)
+        .timeout(handshake_timeout);
     if let Some(ca) = &files.client_ca {
         config = config.client_ca_root(Certificate::from_pem(read(ca)?));
     }
@@ -139,9 +205,10 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let mailboxes = Arc::new(Mailboxes::default());
+    let limits = config.limits.clone();
+    let mailboxes = Arc::new(Mailboxes::new(limits.max_queued_per_user));
     let streams_done = CancellationToken::new();
-    let courier = Courier::new(mailboxes, streams_done.clone());
+    let courier = Courier::new(mailboxes, streams_done.clone(), limits.max_open_streams);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -164,9 +231,19 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        .load_shed(true)
+        .timeout(limits.call_timeout)
+        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        .tcp_keepalive(Some(limits.tcp_keepalive))
+        .max_connection_age(limits.max_connection_age);
     if let Some(files) = &config.tls {
-        builder = builder.tls_config(tls_config(files)?)?;
+        builder = builder.tls_config(tls_config(files, limits.tls_handshake_timeout)?)?;
     }
     let auth = config
         .tokens
@@ -176,23 +253,33 @@ pub async fn run(
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(layers::trace_layer())
         .layer(PropagateRequestIdLayer::x_request_id())
+        // Shed (RESOURCE_EXHAUSTED) rather than queue once max_calls are being handled.
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_calls))
         .option_layer(auth)
         .into_inner();
 
+    let size = limits.max_message_bytes;
     let router = builder
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            pb::hello::say_hello_service_server::SayHelloServiceServer::new(courier.clone()),
+            pb::hello::say_hello_service_server::SayHelloServiceServer::new(courier.clone())
+                .max_decoding_message_size(size)
+                .max_encoding_message_size(size),
         )
         .add_service(
-            pb::message::message_service_server::MessageServiceServer::new(courier.clone()),
+            pb::message::message_service_server::MessageServiceServer::new(courier.clone())
+                .max_decoding_message_size(size)
+                .max_encoding_message_size(size),
         )
-        .add_service(pb::chat::chat_service_server::ChatServiceServer::new(
-            courier,
-        ));
+        .add_service(
+            pb::chat::chat_service_server::ChatServiceServer::new(courier)
+                .max_decoding_message_size(size)
+                .max_encoding_message_size(size),
+        );
 
     let grace = config.shutdown_grace;
     let stopping = CancellationToken::new();

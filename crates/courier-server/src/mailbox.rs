@@ -33,16 +33,49 @@ struct Mailbox {
     arrived: Arc<Notify>,
 }
 
+/// A recipient's queue is at its limit; nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the queue of {user:?} is full ({limit} messages)")]
+pub struct QueueFull {
+    /// The recipient.
+    pub user: String,
+    /// Its queue's limit.
+    pub limit: usize,
+}
+
 /// All users' queues, shared by every service of one server.
-#[derive(Default)]
 pub struct Mailboxes {
     boxes: Mutex<HashMap<String, Mailbox>>,
     last_id: AtomicU64,
+    max_queued: usize,
 }
 
 impl Mailboxes {
-    /// Queues `content` from `from` for `to`, assigning its id and time, and wakes `to`'s consumers.
-    pub fn enqueue(&self, from: String, to: String, content: String) -> Envelope {
+    /// Empty queues holding at most `max_queued` messages per user.
+    pub fn new(max_queued: usize) -> Self {
+        Self {
+            boxes: Mutex::default(),
+            last_id: AtomicU64::new(0),
+            max_queued,
+        }
+    }
+
+    /// Queues `content` from `from` for `to`, assigning its id and time, and wakes `to`'s
+    /// consumers; refuses, queueing nothing, when `to`'s queue is full.
+    pub fn enqueue(
+        &self,
+        from: String,
+        to: String,
+        content: String,
+    ) -> Result<Envelope, QueueFull> {
+        let mut boxes = self.lock();
+        let mailbox = boxes.entry(to.clone()).or_default();
+        if mailbox.queue.len() >= self.max_queued {
+            return Err(QueueFull {
+                user: to,
+                limit: self.max_queued,
+            });
+        }
         let envelope = Envelope {
             id: self.last_id.fetch_add(1, Ordering::Relaxed) + 1,
             from,
@@ -50,15 +83,14 @@ impl Mailboxes {
             content,
             sent_at: SystemTime::now(),
         };
-        let mut boxes = self.lock();
-        let mailbox = boxes.entry(envelope.to.clone()).or_default();
         mailbox.queue.push_back(envelope.clone());
         mailbox.arrived.notify_waiters();
-        envelope
+        Ok(envelope)
     }
 
     /// Puts back an envelope that a consumer took but could not deliver, ahead of the others,
-    /// so that the recipient still gets it first.
+    /// so that the recipient still gets it first. It was counted against the limit once already,
+    /// so it goes back even into a queue that has filled up since.
     pub fn requeue(&self, envelope: Envelope) {
         let mut boxes = self.lock();
         let mailbox = boxes.entry(envelope.to.clone()).or_default();
@@ -118,9 +150,11 @@ mod tests {
 
     #[tokio::test]
     async fn messages_come_out_in_order_with_increasing_ids() {
-        let boxes = Mailboxes::default();
+        let boxes = Mailboxes::new(100);
         for text in ["one", "two", "three"] {
-            boxes.enqueue("jack".into(), "mike".into(), text.into());
+            boxes
+                .enqueue("jack".into(), "mike".into(), text.into())
+                .unwrap();
         }
         let taken: Vec<_> = [0; 3]
             .iter()
@@ -137,34 +171,83 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn take_waits_for_an_arrival() {
-        let boxes = Arc::new(Mailboxes::default());
+        let boxes = Arc::new(Mailboxes::new(100));
         let waiter = tokio::spawn({
             let boxes = Arc::clone(&boxes);
             async move { boxes.take("mike").await }
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiter.is_finished());
-        boxes.enqueue("jack".into(), "mike".into(), "late".into());
+        boxes
+            .enqueue("jack".into(), "mike".into(), "late".into())
+            .unwrap();
         assert_eq!(waiter.await.unwrap().content, "late");
     }
 
     #[tokio::test]
     async fn a_requeued_message_comes_first() {
-        let boxes = Mailboxes::default();
-        boxes.enqueue("jack".into(), "mike".into(), "first".into());
-        boxes.enqueue("jack".into(), "mike".into(), "second".into());
+        let boxes = Mailboxes::new(100);
+        boxes
+            .enqueue("jack".into(), "mike".into(), "first".into())
+            .unwrap();
+        boxes
+            .enqueue("jack".into(), "mike".into(), "second".into())
+            .unwrap();
         let first = boxes.take("mike").await;
         boxes.requeue(first.clone());
         assert_eq!(boxes.take("mike").await, first);
         assert_eq!(boxes.take("mike").await.content, "second");
     }
 
+    #[test]
+    fn a_full_queue_refuses_and_keeps_what_it_has() {
+        let boxes = Mailboxes::new(2);
+        boxes
+            .enqueue("jack".into(), "mike".into(), "one".into())
+            .unwrap();
+        boxes
+            .enqueue("jack".into(), "mike".into(), "two".into())
+            .unwrap();
+        let refused = boxes.enqueue("jack".into(), "mike".into(), "three".into());
+        assert_eq!(
+            refused,
+            Err(QueueFull {
+                user: "mike".into(),
+                limit: 2
+            })
+        );
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "the queue of \"mike\" is full (2 messages)"
+        );
+        assert_eq!(boxes.queued("mike"), 2);
+        boxes
+            .enqueue(
+                "jack".into(),
+                "nina".into(),
+                "others are not affected".into(),
+            )
+            .unwrap();
+        let first = boxes.try_take("mike").unwrap();
+        boxes
+            .enqueue("jack".into(), "mike".into(), "three".into())
+            .unwrap();
+        boxes.requeue(first);
+        assert_eq!(
+            boxes.queued("mike"),
+            3,
+            "a requeued message always goes back"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_take_loses_nothing() {
-        let boxes = Mailboxes::default();
+        let boxes = Mailboxes::new(100);
         let timed_out = tokio::time::timeout(Duration::from_secs(1), boxes.take("mike")).await;
         assert!(timed_out.is_err());
-        boxes.enqueue("jack".into(), "mike".into(), "kept".into());
+        boxes
+            .enqueue("jack".into(), "mike".into(), "kept".into())
+            .unwrap();
         assert_eq!(boxes.queued("mike"), 1);
     }
 }

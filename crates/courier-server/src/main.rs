@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use courier_server::auth::TokenStore;
-use courier_server::{Config, TlsFiles};
+use courier_server::{Config, Limits, TlsFiles};
 use tracing_subscriber::EnvFilter;
 
 /// Serves the Courier gRPC services (hello, message queue, chat) with health and reflection.
@@ -39,6 +39,77 @@ struct Args {
     /// Write the bound address to this file once listening (useful with port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The flags of [`Limits`]; each defaults to `Limits::default()`.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Largest message accepted or sent, in bytes, also after decompression.
+    #[arg(long, default_value_t = Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
+    max_concurrent_streams: u32,
+    /// Streams a connection may make the server reset before it is closed.
+    #[arg(long, default_value_t = Limits::default().max_local_error_reset_streams)]
+    max_local_error_reset_streams: usize,
+    /// Largest request header list, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_header_list_bytes)]
+    max_header_list_bytes: u32,
+    /// Calls handled at once per connection; more are shed (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = Limits::default().max_calls_per_connection)]
+    max_calls_per_connection: usize,
+    /// Calls handled at once by the server; more are shed (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = Limits::default().max_calls)]
+    max_calls: usize,
+    /// Open ReceiveMessage and Chat streams; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = Limits::default().max_open_streams)]
+    max_open_streams: usize,
+    /// Messages waiting for one user; a full queue answers RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = Limits::default().max_queued_per_user)]
+    max_queued_per_user: usize,
+    /// Seconds a handler may take to answer; a shorter grpc-timeout wins.
+    #[arg(long, default_value_t = Limits::default().call_timeout.as_secs())]
+    call_timeout_secs: u64,
+    /// Seconds between HTTP/2 keepalive pings.
+    #[arg(long, default_value_t = Limits::default().http2_keepalive_interval.as_secs())]
+    http2_keepalive_interval_secs: u64,
+    /// Seconds a keepalive ping may go unanswered.
+    #[arg(long, default_value_t = Limits::default().http2_keepalive_timeout.as_secs())]
+    http2_keepalive_timeout_secs: u64,
+    /// Seconds of TCP keepalive.
+    #[arg(long, default_value_t = Limits::default().tcp_keepalive.as_secs())]
+    tcp_keepalive_secs: u64,
+    /// Seconds a TLS handshake may take.
+    #[arg(long, default_value_t = Limits::default().tls_handshake_timeout.as_secs())]
+    tls_handshake_timeout_secs: u64,
+    /// Seconds after which a connection is gracefully closed.
+    #[arg(long, default_value_t = Limits::default().max_connection_age.as_secs())]
+    max_connection_age_secs: u64,
+}
+
+impl From<LimitArgs> for Limits {
+    fn from(args: LimitArgs) -> Self {
+        Self {
+            max_message_bytes: args.max_message_bytes,
+            max_concurrent_streams: args.max_concurrent_streams,
+            max_local_error_reset_streams: args.max_local_error_reset_streams,
+            max_header_list_bytes: args.max_header_list_bytes,
+            max_calls_per_connection: args.max_calls_per_connection,
+            max_calls: args.max_calls,
+            max_open_streams: args.max_open_streams,
+            max_queued_per_user: args.max_queued_per_user,
+            call_timeout: Duration::from_secs(args.call_timeout_secs),
+            http2_keepalive_interval: Duration::from_secs(args.http2_keepalive_interval_secs),
+            http2_keepalive_timeout: Duration::from_secs(args.http2_keepalive_timeout_secs),
+            tcp_keepalive: Duration::from_secs(args.tcp_keepalive_secs),
+            tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout_secs),
+            max_connection_age: Duration::from_secs(args.max_connection_age_secs),
+        }
+    }
 }
 
 #[tokio::main]
@@ -88,6 +159,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         tls,
         tokens,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        limits: args.limits.into(),
     };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

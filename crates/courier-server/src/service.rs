@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -55,15 +55,31 @@ pub struct AuthenticatedUser(pub String);
 pub struct Courier {
     mailboxes: Arc<Mailboxes>,
     shutdown: CancellationToken,
+    /// One permit per open ReceiveMessage or Chat stream, held by the task feeding it.
+    open_streams: Arc<Semaphore>,
 }
 
 impl Courier {
-    /// Services over `mailboxes`; their open streams end when `shutdown` is cancelled.
-    pub fn new(mailboxes: Arc<Mailboxes>, shutdown: CancellationToken) -> Self {
+    /// Services over `mailboxes`; their open streams end when `shutdown` is cancelled, and at
+    /// most `max_open_streams` are open at once.
+    pub fn new(
+        mailboxes: Arc<Mailboxes>,
+        shutdown: CancellationToken,
+        max_open_streams: usize,
+    ) -> Self {
         Self {
             mailboxes,
             shutdown,
+            open_streams: Arc::new(Semaphore::new(max_open_streams)),
         }
+    }
+
+    fn stream_permit(&self) -> Result<OwnedSemaphorePermit, CourierError> {
+        Arc::clone(&self.open_streams)
+            .try_acquire_owned()
+            .map_err(|_| {
+                CourierError::ResourceExhausted("too many open streams; retry later".into())
+            })
     }
 }
 
@@ -155,6 +171,16 @@ fn validate_message(
         to: message.to,
         content: message.content,
     })
+}
+
+/// Validates a message a client sends and queues it for its recipient.
+fn accept(
+    mailboxes: &Mailboxes,
+    message: Option<Message>,
+    caller: Option<&str>,
+) -> Result<Envelope, CourierError> {
+    let outgoing = validate_message(message, caller)?;
+    Ok(mailboxes.enqueue(outgoing.from, outgoing.to, outgoing.content)?)
 }
 
 fn validate_idle_timeout(
@@ -281,8 +307,10 @@ impl MessageService for Courier {
             .into());
         }
         let idle_timeout = validate_idle_timeout(body.idle_timeout)?;
+        let permit = self.stream_permit()?;
         let (sender, receiver) = mpsc::channel(1);
         tokio::spawn(deliver(
+            permit,
             Arc::clone(&self.mailboxes),
             body.user.clone(),
             idle_timeout,
@@ -302,11 +330,8 @@ impl MessageService for Courier {
         let mut stream = request.into_inner();
         let mut count: u64 = 0;
         while let Some(next) = stream.message().await? {
-            match validate_message(next.message, caller.as_deref()) {
-                Ok(outgoing) => {
-                    let envelope =
-                        self.mailboxes
-                            .enqueue(outgoing.from, outgoing.to, outgoing.content);
+            match accept(&self.mailboxes, next.message, caller.as_deref()) {
+                Ok(envelope) => {
                     tracing::debug!(id = envelope.id, to = %envelope.to, "queued");
                     count += 1;
                 }
@@ -330,6 +355,7 @@ impl MessageService for Courier {
 /// Feeds a ReceiveMessage stream from `user`'s queue until the idle timeout, shutdown, or the
 /// client leaving. A message taken but not handed to the stream goes back to the queue.
 async fn deliver(
+    permit: OwnedSemaphorePermit,
     mailboxes: Arc<Mailboxes>,
     user: String,
     idle_timeout: Option<Duration>,
@@ -365,6 +391,8 @@ async fn deliver(
         }
         count += 1;
     };
+    // Released before the end is announced, so a client that saw the end may open another.
+    drop(permit);
     // The client may be gone already; then there is nobody to tell.
     let _ = sender.send(Err(final_status(outcome, count))).await;
 }
@@ -384,8 +412,10 @@ impl ChatService for Courier {
             CourierError::invalid("metadata from", "is required when authentication is off")
         })?;
         let metadata = request.metadata().clone();
+        let permit = self.stream_permit()?;
         let (sender, receiver) = mpsc::channel(1);
         tokio::spawn(relay(
+            permit,
             Arc::clone(&self.mailboxes),
             user,
             request.into_inner(),
@@ -400,6 +430,7 @@ impl ChatService for Courier {
 /// queued for `user`. When the client half-closes, what is queued for `user` then is delivered
 /// and the stream ends with OK.
 async fn relay(
+    permit: OwnedSemaphorePermit,
     mailboxes: Arc<Mailboxes>,
     user: String,
     mut inbound: Streaming<ChatRequest>,
@@ -413,10 +444,8 @@ async fn relay(
             () = sender.closed() => return,
             () = shutdown.cancelled() => break Err(CourierError::ShuttingDown),
             incoming = inbound.next() => match incoming {
-                Some(Ok(request)) => match validate_message(request.message, Some(&user)) {
-                    Ok(outgoing) => {
-                        mailboxes.enqueue(outgoing.from, outgoing.to, outgoing.content);
-                    }
+                Some(Ok(request)) => match accept(&mailboxes, request.message, Some(&user)) {
+                    Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(%error, "rejected a chat message; the stream ends");
                         break Err(error);
@@ -446,6 +475,7 @@ async fn relay(
             }
         }
     };
+    drop(permit);
     let _ = sender.send(Err(final_status(outcome, count))).await;
 }
 
@@ -527,9 +557,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_that_cannot_be_written_goes_back_to_the_queue() {
-        let mailboxes = Mailboxes::default();
-        mailboxes.enqueue("jack".into(), "mike".into(), "first".into());
-        mailboxes.enqueue("jack".into(), "mike".into(), "second".into());
+        let mailboxes = Mailboxes::new(10);
+        mailboxes
+            .enqueue("jack".into(), "mike".into(), "first".into())
+            .unwrap();
+        mailboxes
+            .enqueue("jack".into(), "mike".into(), "second".into())
+            .unwrap();
         let (sender, receiver) = mpsc::channel(1);
         drop(receiver);
         let taken = mailboxes.take("mike").await;

@@ -23,13 +23,15 @@ pub struct TestServer {
     task: JoinHandle<Result<(), ServeError>>,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Setup {
     pub tls: bool,
     pub mutual_tls: bool,
     pub auth: bool,
     /// Shutdown grace period; 5 s when unset.
     pub grace: Option<Duration>,
+    /// Limits; the defaults when unset.
+    pub limits: Option<courier_server::Limits>,
 }
 
 impl TestServer {
@@ -57,6 +59,7 @@ impl TestServer {
             tls,
             tokens,
             shutdown_grace: setup.grace.unwrap_or(Duration::from_secs(5)),
+            limits: setup.limits.clone().unwrap_or_default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

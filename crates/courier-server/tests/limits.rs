@@ -1,0 +1,245 @@
+//! Each limit answers with its status code, and the server keeps serving afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Setup, TestServer, as_user, message, metadata};
+use courier_client::Connection;
+use courier_client::pb::hello::HelloRequest;
+use courier_client::pb::message::{ReceiveMessageRequest, SendMessageRequest};
+use courier_server::Limits;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+async fn server_with(limits: Limits) -> (TestServer, Connection) {
+    let server = TestServer::start(Setup {
+        limits: Some(limits),
+        ..Setup::default()
+    })
+    .await;
+    let connection = server.connect().await;
+    (server, connection)
+}
+
+async fn hello(connection: &Connection, name: &str) -> Result<String, tonic::Status> {
+    let request = HelloRequest { name: name.into() };
+    Ok(connection
+        .hello(metadata(None, &[]))
+        .hello(request)
+        .await?
+        .into_inner()
+        .msg)
+}
+
+/// Starts a SendMessage whose client never finishes, so its handler stays busy; returns the
+/// sender that ends it (drop it) and the pending call.
+fn busy_call(
+    connection: &Connection,
+) -> (
+    mpsc::Sender<SendMessageRequest>,
+    tokio::task::JoinHandle<Result<i64, tonic::Status>>,
+) {
+    let (outbound, requests) = mpsc::channel(1);
+    let mut client = connection.messages(as_user("jack"));
+    let call = tokio::spawn(async move {
+        Ok(client
+            .send_message(ReceiverStream::new(requests))
+            .await?
+            .into_inner()
+            .count)
+    });
+    (outbound, call)
+}
+
+/// Calls Hello until it is shed, as it must be once the busy call has reached the server;
+/// fails if that does not happen within 5 s.
+async fn shed_hello(connection: &Connection) -> tonic::Status {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match hello(connection, "shed").await {
+            Err(status) => return status,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(_) => panic!("Hello was never shed while the limit was taken"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_out_of_range_and_the_server_goes_on() {
+    let (_server, connection) = server_with(Limits {
+        max_message_bytes: 1024,
+        ..Limits::default()
+    })
+    .await;
+    let status = hello(&connection, &"x".repeat(2000)).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange);
+    assert!(
+        status.message().contains("the limit is: 1024 bytes"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        hello(&connection, "small").await.unwrap(),
+        "hello world! small"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_is_resource_exhausted_and_keeps_what_it_accepted() {
+    let (_server, connection) = server_with(Limits {
+        max_queued_per_user: 3,
+        ..Limits::default()
+    })
+    .await;
+    let requests: Vec<_> = (1..=5)
+        .map(|n| SendMessageRequest {
+            message: Some(message("jack", "mike", &format!("m{n}"))),
+        })
+        .collect();
+    let status = connection
+        .messages(as_user("jack"))
+        .send_message(tokio_stream::iter(requests))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "the queue of \"mike\" is full (3 messages) (3 earlier messages of this stream were queued)"
+    );
+    let mut stream = connection
+        .messages(as_user("mike"))
+        .receive_message(ReceiveMessageRequest {
+            user: "mike".into(),
+            idle_timeout: Some(Duration::from_millis(300).into()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(response) = stream.message().await.unwrap() {
+        got.push(response.message.unwrap().content);
+    }
+    assert_eq!(got, ["m1", "m2", "m3"]);
+}
+
+#[tokio::test]
+async fn too_many_open_streams_are_resource_exhausted_until_one_ends() {
+    let (_server, connection) = server_with(Limits {
+        max_open_streams: 1,
+        ..Limits::default()
+    })
+    .await;
+    let open = |idle: Option<Duration>| {
+        let mut client = connection.messages(as_user("mike"));
+        async move {
+            client
+                .receive_message(ReceiveMessageRequest {
+                    user: "mike".into(),
+                    idle_timeout: idle.map(Into::into),
+                })
+                .await
+        }
+    };
+    let mut first = open(Some(Duration::from_millis(300)))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = open(None).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::ResourceExhausted,
+            "too many open streams; retry later"
+        )
+    );
+    assert!(
+        first.message().await.unwrap().is_none(),
+        "the first ends by idle timeout"
+    );
+    open(None).await.expect("a stream slot is free again");
+}
+
+#[tokio::test]
+async fn calls_beyond_the_global_limit_are_shed() {
+    let (_server, connection) = server_with(Limits {
+        max_calls: 1,
+        ..Limits::default()
+    })
+    .await;
+    let (finish, call) = busy_call(&connection);
+    finish
+        .send(SendMessageRequest {
+            message: Some(message("jack", "mike", "hold")),
+        })
+        .await
+        .unwrap();
+    let status = shed_hello(&connection).await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    drop(finish);
+    assert_eq!(call.await.unwrap().unwrap(), 1);
+    assert_eq!(
+        hello(&connection, "again").await.unwrap(),
+        "hello world! again"
+    );
+}
+
+#[tokio::test]
+async fn calls_beyond_the_per_connection_limit_are_shed() {
+    let (server, connection) = server_with(Limits {
+        max_calls_per_connection: 1,
+        ..Limits::default()
+    })
+    .await;
+    let (finish, call) = busy_call(&connection);
+    finish
+        .send(SendMessageRequest {
+            message: Some(message("jack", "mike", "hold")),
+        })
+        .await
+        .unwrap();
+    let status = shed_hello(&connection).await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Another connection has its own budget.
+    let other = server.connect().await;
+    assert_eq!(hello(&other, "other").await.unwrap(), "hello world! other");
+    drop(finish);
+    assert_eq!(call.await.unwrap().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_call_that_takes_too_long_is_cut_off_and_grpc_timeout_is_honoured() {
+    let (_server, connection) = server_with(Limits {
+        call_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let (finish, call) = busy_call(&connection);
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    drop(finish);
+
+    // A client deadline shorter than the server's wins.
+    let (outbound, requests) = mpsc::channel::<SendMessageRequest>(1);
+    let mut request = tonic::Request::new(ReceiverStream::new(requests));
+    request.set_timeout(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let status = connection
+        .messages(as_user("jack"))
+        .send_message(request)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{status:?}"
+    );
+    drop(outbound);
+}
