@@ -234,6 +234,7 @@ impl Demo {
         let request = ReceiveMessageRequest {
             user: "mike".into(),
             idle_timeout: Some(IDLE_TIMEOUT.into()),
+            after_id: String::new(),
         };
         let response = timed(STEP, client.receive_message(request))
             .await?

@@ -85,8 +85,11 @@ enum Command {
         /// End after this long without a message, e.g. `5s` or `1.5s`.
         #[arg(long)]
         idle_timeout: Option<String>,
+        /// Resume right after this message id (the last one you processed).
+        #[arg(long)]
+        after_id: Option<String>,
         /// The ReceiveMessageRequest as JSON instead.
-        #[arg(short = 'd', long = "data", conflicts_with_all = ["user", "idle_timeout"])]
+        #[arg(short = 'd', long = "data", conflicts_with_all = ["user", "idle_timeout", "after_id"])]
         data: Option<String>,
     },
     /// ChatService.Chat: stdin lines go to --to, received messages are printed.
@@ -265,6 +268,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Receive {
             user,
             idle_timeout,
+            after_id,
             data,
         } => {
             let request = match data {
@@ -279,6 +283,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                             )
                         })
                         .transpose()?,
+                    after_id: after_id.unwrap_or_default(),
                 },
             };
             let response = connection

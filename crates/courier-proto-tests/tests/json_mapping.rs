@@ -112,6 +112,7 @@ fn durations_use_seconds_with_an_s_suffix() {
             seconds: 1,
             nanos: 500_000_000,
         }),
+        after_id: String::new(),
     };
     // Output uses 0, 3, 6 or 9 fractional digits, as the proto3 spec says.
     assert_round_trip(&request, r#"{"user":"mike","idleTimeout":"1.500s"}"#);
@@ -124,8 +125,9 @@ fn durations_use_seconds_with_an_s_suffix() {
             seconds: 30,
             nanos: 0,
         }),
+        after_id: "41".into(),
     };
-    assert_round_trip(&whole, r#"{"user":"mike","idleTimeout":"30s"}"#);
+    assert_round_trip(&whole, r#"{"user":"mike","idleTimeout":"30s","afterId":"41"}"#);
 }
 
 #[test]

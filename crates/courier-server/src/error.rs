@@ -22,6 +22,9 @@ pub enum CourierError {
     /// A limit was reached: a full queue, too many open streams.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The message store failed; nothing of the failed operation took effect.
+    #[error("{0}")]
+    Storage(String),
     /// The server is shutting down; the client may retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -43,6 +46,7 @@ impl CourierError {
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::Storage(_) => Code::Internal,
             Self::ShuttingDown => Code::Unavailable,
         }
     }
@@ -54,8 +58,16 @@ impl From<CourierError> for Status {
     }
 }
 
-impl From<crate::mailbox::QueueFull> for CourierError {
-    fn from(full: crate::mailbox::QueueFull) -> Self {
-        Self::ResourceExhausted(full.to_string())
+impl From<crate::mailbox::MailboxError> for CourierError {
+    fn from(error: crate::mailbox::MailboxError) -> Self {
+        match error {
+            full @ crate::mailbox::MailboxError::Full { .. } => {
+                Self::ResourceExhausted(full.to_string())
+            }
+            crate::mailbox::MailboxError::Store(error) => {
+                tracing::error!(%error, "message store failed");
+                Self::Storage(error.to_string())
+            }
+        }
     }
 }

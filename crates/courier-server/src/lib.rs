@@ -2,6 +2,7 @@
 //!
 //! Layout, from the inside out:
 //! - [`mailbox`]: the domain core, per-recipient queues; knows nothing of gRPC.
+//! - [`store`]: where the queues live: redb on disk, or memory.
 //! - [`auth`]: which user a bearer token belongs to.
 //! - [`service`]: the gRPC edge; validates requests, calls the domain, builds responses.
 //! - [`error`]: the one error enum and its mapping to `tonic::Status`.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod layers;
 pub mod mailbox;
 pub mod service;
+pub mod store;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -35,6 +37,7 @@ use crate::auth::TokenStore;
 use crate::layers::BearerAuth;
 use crate::mailbox::Mailboxes;
 use crate::service::Courier;
+use crate::store::{MemoryStore, RedbStore, Store};
 
 /// The generated types and stubs the server speaks, under short names.
 pub mod pb {
@@ -65,6 +68,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Bounds on what clients may use; see [`Limits`].
     pub limits: Limits,
+    /// Directory of the durable message store; in memory (lost on restart) when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// How long messages are kept, delivered or not, so clients can resume.
+    pub retention: Duration,
 }
 
 impl Default for Config {
@@ -74,9 +81,14 @@ impl Default for Config {
             tokens: None,
             shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
+            data_dir: None,
+            retention: DEFAULT_RETENTION,
         }
     }
 }
+
+/// Messages are kept a week by default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Every bound the server puts on its clients. The defaults are the README's; each is a
 /// command-line flag of `courier-server`.
@@ -152,6 +164,9 @@ pub enum ServeError {
     /// The reflection service could not load the descriptors.
     #[error(transparent)]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The message store could not be opened or flushed.
+    #[error("message store: {0}")]
+    Store(#[from] mailbox::MailboxError),
     /// Open calls did not finish within the grace period.
     #[error("open calls did not finish within {0:?} of shutdown")]
     ShutdownTimedOut(Duration),
@@ -206,9 +221,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let limits = config.limits.clone();
-    let mailboxes = Arc::new(Mailboxes::new(limits.max_queued_per_user));
+    let store: Arc<dyn Store> = match &config.data_dir {
+        Some(dir) => Arc::new(RedbStore::open(dir).map_err(mailbox::MailboxError::from)?),
+        None => Arc::new(MemoryStore::default()),
+    };
+    let mailboxes = Arc::new(Mailboxes::new(store, limits.max_queued_per_user));
+    let pruning = tokio::spawn(prune_periodically(Arc::clone(&mailboxes), config.retention));
     let streams_done = CancellationToken::new();
-    let courier = Courier::new(mailboxes, streams_done.clone(), limits.max_open_streams);
+    let courier = Courier::new(
+        Arc::clone(&mailboxes),
+        streams_done.clone(),
+        limits.max_open_streams,
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -306,10 +330,26 @@ pub async fn run(
     };
     let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
     tokio::pin!(serve);
-    tokio::select! {
-        result = &mut serve => Ok(result?),
+    let outcome = tokio::select! {
+        result = &mut serve => result.map_err(ServeError::from),
         () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
             Err(ServeError::ShutdownTimedOut(grace))
+        }
+    };
+    pruning.abort();
+    mailboxes.flush()?;
+    outcome
+}
+
+/// Removes expired messages now and then: every tenth of the retention period, at most hourly.
+async fn prune_periodically(mailboxes: Arc<Mailboxes>, retention: Duration) {
+    let mut ticks = tokio::time::interval((retention / 10).min(Duration::from_secs(60 * 60)));
+    loop {
+        ticks.tick().await;
+        match mailboxes.prune(retention) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "pruned expired messages"),
+            Err(error) => tracing::error!(%error, "pruning failed"),
         }
     }
 }

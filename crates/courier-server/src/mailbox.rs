@@ -1,15 +1,21 @@
-//! Per-recipient message queues: the domain core of MessageService and ChatService.
+//! Per-recipient queues: the domain core of MessageService and ChatService, over a [`Store`].
 //!
-//! Every message is queued for its recipient; ReceiveMessage streams and chat streams of that
-//! recipient consume the same queue. Consumers of one user compete: each message is taken by
-//! exactly one of them, in queue order. Nothing here knows about gRPC.
+//! Every message is appended to its recipient's log. ReceiveMessage and Chat streams of that
+//! recipient consume it as competing consumers: each message is *claimed* by exactly one of them,
+//! in log order, and *confirmed* once handed to its stream; a claim whose stream could not take
+//! it is returned and served first again. The store's delivery cursor only moves past confirmed
+//! claims, so a crash never skips a message that was claimed but not delivered.
+//!
+//! A stream that resumes after an id first replays the log from there up to what has been
+//! claimed, then claims like the others. Nothing here knows about gRPC.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
+
+use crate::store::{Store, StoreError};
 
 /// A queued message with the fields the server assigns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +24,7 @@ pub struct Envelope {
     pub id: u64,
     /// Sender's user name.
     pub from: String,
-    /// Recipient's user name; the queue the envelope is in.
+    /// Recipient's user name; the log the envelope is in.
     pub to: String,
     /// The text.
     pub content: String,
@@ -26,118 +32,213 @@ pub struct Envelope {
     pub sent_at: SystemTime,
 }
 
-/// One user's queue and the signal that wakes its waiting consumers.
-#[derive(Default)]
-struct Mailbox {
-    queue: VecDeque<Envelope>,
-    arrived: Arc<Notify>,
+/// Why a message could not be queued or taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailboxError {
+    /// The recipient has `limit` undelivered messages already; nothing was queued.
+    #[error("the queue of {user:?} is full ({limit} messages)")]
+    Full {
+        /// The recipient.
+        user: String,
+        /// Its queue's limit.
+        limit: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// A recipient's queue is at its limit; nothing was queued.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the queue of {user:?} is full ({limit} messages)")]
-pub struct QueueFull {
-    /// The recipient.
-    pub user: String,
-    /// Its queue's limit.
-    pub limit: usize,
+/// A message taken for a stream, to be [`Mailboxes::delivered`] or [`Mailboxes::undelivered`].
+#[derive(Debug)]
+pub struct Taken {
+    /// The message.
+    pub envelope: Envelope,
+    /// Claimed from the queue (as opposed to replayed for a resuming stream).
+    claimed: bool,
+}
+
+/// One user's claims, and the signal that wakes its waiting consumers.
+#[derive(Default)]
+struct Claims {
+    /// Whether `claimed_up_to` was read from the store's cursor yet.
+    loaded: bool,
+    /// Highest id claimed from the log.
+    claimed_up_to: u64,
+    /// Claimed and not yet confirmed.
+    outstanding: BTreeSet<u64>,
+    /// Outstanding claims handed back, served before the log.
+    returned: BTreeMap<u64, Envelope>,
+    arrived: Arc<Notify>,
 }
 
 /// All users' queues, shared by every service of one server.
 pub struct Mailboxes {
-    boxes: Mutex<HashMap<String, Mailbox>>,
-    last_id: AtomicU64,
+    store: Arc<dyn Store>,
+    claims: Mutex<HashMap<String, Claims>>,
     max_queued: usize,
 }
 
 impl Mailboxes {
-    /// Empty queues holding at most `max_queued` messages per user.
-    pub fn new(max_queued: usize) -> Self {
+    /// Queues over `store`, holding at most `max_queued` undelivered messages per user.
+    pub fn new(store: Arc<dyn Store>, max_queued: usize) -> Self {
         Self {
-            boxes: Mutex::default(),
-            last_id: AtomicU64::new(0),
+            store,
+            claims: Mutex::default(),
             max_queued,
         }
     }
 
-    /// Queues `content` from `from` for `to`, assigning its id and time, and wakes `to`'s
-    /// consumers; refuses, queueing nothing, when `to`'s queue is full.
-    pub fn enqueue(
-        &self,
-        from: String,
-        to: String,
-        content: String,
-    ) -> Result<Envelope, QueueFull> {
-        let mut boxes = self.lock();
-        let mailbox = boxes.entry(to.clone()).or_default();
-        if mailbox.queue.len() >= self.max_queued {
-            return Err(QueueFull {
-                user: to,
-                limit: self.max_queued,
-            });
-        }
-        let envelope = Envelope {
-            id: self.last_id.fetch_add(1, Ordering::Relaxed) + 1,
-            from,
-            to,
-            content,
-            sent_at: SystemTime::now(),
+    /// Appends a message for `to` (durably, with a durable store) and wakes `to`'s consumers;
+    /// refuses, queueing nothing, when `to` already has `max_queued` undelivered messages.
+    pub fn enqueue(&self, from: &str, to: &str, content: &str) -> Result<Envelope, MailboxError> {
+        let arrived = {
+            let mut claims = self.lock();
+            let user = self.claims_of(&mut claims, to)?;
+            let waiting = user.returned.len()
+                + self
+                    .store
+                    .count_after(to, user.claimed_up_to, self.max_queued)?;
+            if waiting >= self.max_queued {
+                return Err(MailboxError::Full {
+                    user: to.to_owned(),
+                    limit: self.max_queued,
+                });
+            }
+            Arc::clone(&user.arrived)
         };
-        mailbox.queue.push_back(envelope.clone());
-        mailbox.arrived.notify_waiters();
+        let envelope = self.store.append(from, to, content, SystemTime::now())?;
+        arrived.notify_waiters();
         Ok(envelope)
     }
 
-    /// Puts back an envelope that a consumer took but could not deliver, ahead of the others,
-    /// so that the recipient still gets it first. It was counted against the limit once already,
-    /// so it goes back even into a queue that has filled up since.
-    pub fn requeue(&self, envelope: Envelope) {
-        let mut boxes = self.lock();
-        let mailbox = boxes.entry(envelope.to.clone()).or_default();
-        mailbox.queue.push_front(envelope);
-        mailbox.arrived.notify_waiters();
+    /// Takes the next message for `user` without waiting, if there is one. With `replay` set to
+    /// an id, first replays the log after it up to what was already claimed, advancing `replay`;
+    /// it becomes `None` once the replay has caught up.
+    pub fn try_take(
+        &self,
+        user: &str,
+        replay: &mut Option<u64>,
+    ) -> Result<Option<Taken>, MailboxError> {
+        let mut claims = self.lock();
+        let state = self.claims_of(&mut claims, user)?;
+        if let Some(position) = *replay {
+            let next = self.store.read_after(user, position, 1)?.pop();
+            match next {
+                Some(envelope) if envelope.id <= state.claimed_up_to => {
+                    *replay = Some(envelope.id);
+                    return Ok(Some(Taken {
+                        envelope,
+                        claimed: false,
+                    }));
+                }
+                _ => *replay = None,
+            }
+        }
+        if let Some((_, envelope)) = state.returned.pop_first() {
+            return Ok(Some(Taken {
+                envelope,
+                claimed: true,
+            }));
+        }
+        let Some(envelope) = self.store.read_after(user, state.claimed_up_to, 1)?.pop() else {
+            return Ok(None);
+        };
+        state.claimed_up_to = envelope.id;
+        state.outstanding.insert(envelope.id);
+        Ok(Some(Taken {
+            envelope,
+            claimed: true,
+        }))
     }
 
-    /// Takes the oldest envelope queued for `user`, if any, without waiting.
-    pub fn try_take(&self, user: &str) -> Option<Envelope> {
-        self.lock().get_mut(user)?.queue.pop_front()
-    }
-
-    /// Takes the oldest envelope queued for `user`, waiting for one to arrive.
+    /// Takes the next message for `user` (see [`Mailboxes::try_take`]), waiting for one.
     ///
     /// Cancel-safe: dropping the future before it completes takes nothing.
-    pub async fn take(&self, user: &str) -> Envelope {
+    pub async fn take(&self, user: &str, replay: &mut Option<u64>) -> Result<Taken, MailboxError> {
         loop {
             let arrived = {
-                let mut boxes = self.lock();
-                let mailbox = boxes.entry(user.to_owned()).or_default();
-                if let Some(envelope) = mailbox.queue.pop_front() {
-                    return envelope;
-                }
-                Arc::clone(&mailbox.arrived)
+                let mut claims = self.lock();
+                Arc::clone(&self.claims_of(&mut claims, user)?.arrived)
             };
             let notified = arrived.notified();
             tokio::pin!(notified);
-            // Registered before the second look, so an arrival in between still wakes us.
+            // Registered before looking, so an arrival in between still wakes us.
             notified.as_mut().enable();
-            if let Some(envelope) = self.try_take(user) {
-                return envelope;
+            if let Some(taken) = self.try_take(user, replay)? {
+                return Ok(taken);
             }
             notified.await;
         }
     }
 
-    /// How many envelopes wait for `user`.
-    pub fn queued(&self, user: &str) -> usize {
-        self.lock()
-            .get(user)
-            .map_or(0, |mailbox| mailbox.queue.len())
+    /// Records that `taken` was handed to its stream. The delivery cursor moves up to the
+    /// oldest claim still outstanding; the move is made durable with the next append, so a crash
+    /// may repeat (never skip) a delivery.
+    pub fn delivered(&self, taken: Taken) -> Result<(), MailboxError> {
+        if !taken.claimed {
+            return Ok(());
+        }
+        let user = taken.envelope.to;
+        let mut claims = self.lock();
+        let state = self.claims_of(&mut claims, &user)?;
+        state.outstanding.remove(&taken.envelope.id);
+        let cursor = state
+            .outstanding
+            .first()
+            .map_or(state.claimed_up_to, |oldest| oldest - 1);
+        self.store.advance_cursor(&user, cursor)?;
+        Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Mailbox>> {
-        // A panic while holding the lock cannot leave a queue half-updated (each update is one
-        // push or pop), so the data is still consistent and serving goes on.
-        self.boxes
+    /// Hands back a message its stream could not take: it is served first again.
+    pub fn undelivered(&self, taken: Taken) {
+        if !taken.claimed {
+            return;
+        }
+        let mut claims = self.lock();
+        if let Ok(state) = self.claims_of(&mut claims, &taken.envelope.to) {
+            state.returned.insert(taken.envelope.id, taken.envelope);
+            state.arrived.notify_waiters();
+        }
+    }
+
+    /// Removes messages older than `retention`; answers how many.
+    pub fn prune(&self, retention: Duration) -> Result<usize, MailboxError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        Ok(self.store.prune(cutoff)?)
+    }
+
+    /// Makes every delivery recorded so far durable.
+    pub fn flush(&self) -> Result<(), MailboxError> {
+        Ok(self.store.flush()?)
+    }
+
+    /// How many messages wait for `user` (undelivered), counting at most `up_to`.
+    pub fn waiting(&self, user: &str, up_to: usize) -> Result<usize, MailboxError> {
+        let mut claims = self.lock();
+        let state = self.claims_of(&mut claims, user)?;
+        Ok(state.returned.len() + self.store.count_after(user, state.claimed_up_to, up_to)?)
+    }
+
+    fn claims_of<'a>(
+        &self,
+        claims: &'a mut HashMap<String, Claims>,
+        user: &str,
+    ) -> Result<&'a mut Claims, StoreError> {
+        let state = claims.entry(user.to_owned()).or_default();
+        if !state.loaded {
+            state.claimed_up_to = self.store.cursor(user)?;
+            state.loaded = true;
+        }
+        Ok(state)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claims>> {
+        // Every update under this lock is a single insert or removal, so a panic elsewhere
+        // cannot leave it half-done; serving goes on.
+        self.claims
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -146,72 +247,117 @@ impl Mailboxes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::store::MemoryStore;
 
-    #[tokio::test]
-    async fn messages_come_out_in_order_with_increasing_ids() {
-        let boxes = Mailboxes::new(100);
+    fn mailboxes(limit: usize) -> (Arc<MemoryStore>, Mailboxes) {
+        let store = Arc::new(MemoryStore::default());
+        (Arc::clone(&store), Mailboxes::new(store, limit))
+    }
+
+    fn take_now(boxes: &Mailboxes, user: &str) -> Option<Taken> {
+        boxes.try_take(user, &mut None).unwrap()
+    }
+
+    #[test]
+    fn messages_come_out_in_order_once() {
+        let (_, boxes) = mailboxes(100);
         for text in ["one", "two", "three"] {
-            boxes
-                .enqueue("jack".into(), "mike".into(), text.into())
-                .unwrap();
+            boxes.enqueue("jack", "mike", text).unwrap();
         }
-        let taken: Vec<_> = [0; 3]
-            .iter()
-            .map(|_| boxes.try_take("mike").unwrap())
-            .collect();
-        assert_eq!(
-            taken.iter().map(|e| e.content.as_str()).collect::<Vec<_>>(),
-            ["one", "two", "three"]
-        );
-        assert_eq!(taken.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(boxes.try_take("mike"), None);
-        assert_eq!(boxes.queued("jack"), 0);
+        let mut seen = Vec::new();
+        while let Some(taken) = take_now(&boxes, "mike") {
+            seen.push(taken.envelope.content.clone());
+            boxes.delivered(taken).unwrap();
+        }
+        assert_eq!(seen, ["one", "two", "three"]);
+        assert_eq!(boxes.waiting("mike", 10).unwrap(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn take_waits_for_an_arrival() {
-        let boxes = Arc::new(Mailboxes::new(100));
+        let (_, boxes) = mailboxes(100);
+        let boxes = Arc::new(boxes);
         let waiter = tokio::spawn({
             let boxes = Arc::clone(&boxes);
-            async move { boxes.take("mike").await }
+            async move {
+                boxes
+                    .take("mike", &mut None)
+                    .await
+                    .unwrap()
+                    .envelope
+                    .content
+            }
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiter.is_finished());
-        boxes
-            .enqueue("jack".into(), "mike".into(), "late".into())
-            .unwrap();
-        assert_eq!(waiter.await.unwrap().content, "late");
+        boxes.enqueue("jack", "mike", "late").unwrap();
+        assert_eq!(waiter.await.unwrap(), "late");
     }
 
-    #[tokio::test]
-    async fn a_requeued_message_comes_first() {
-        let boxes = Mailboxes::new(100);
-        boxes
-            .enqueue("jack".into(), "mike".into(), "first".into())
-            .unwrap();
-        boxes
-            .enqueue("jack".into(), "mike".into(), "second".into())
-            .unwrap();
-        let first = boxes.take("mike").await;
-        boxes.requeue(first.clone());
-        assert_eq!(boxes.take("mike").await, first);
-        assert_eq!(boxes.take("mike").await.content, "second");
+    #[test]
+    fn an_undelivered_message_comes_first_again() {
+        let (_, boxes) = mailboxes(100);
+        boxes.enqueue("jack", "mike", "first").unwrap();
+        boxes.enqueue("jack", "mike", "second").unwrap();
+        let first = take_now(&boxes, "mike").unwrap();
+        boxes.undelivered(first);
+        assert_eq!(take_now(&boxes, "mike").unwrap().envelope.content, "first");
+        assert_eq!(take_now(&boxes, "mike").unwrap().envelope.content, "second");
+    }
+
+    #[test]
+    fn the_cursor_never_passes_an_unconfirmed_claim() {
+        let (store, boxes) = mailboxes(100);
+        let ids: Vec<u64> = ["a", "b", "c"]
+            .iter()
+            .map(|text| boxes.enqueue("jack", "mike", text).unwrap().id)
+            .collect();
+        let a = take_now(&boxes, "mike").unwrap();
+        let b = take_now(&boxes, "mike").unwrap();
+        boxes.delivered(b).unwrap();
+        assert_eq!(
+            store.cursor("mike").unwrap(),
+            ids[0] - 1,
+            "a is still outstanding"
+        );
+        boxes.delivered(a).unwrap();
+        assert_eq!(store.cursor("mike").unwrap(), ids[1]);
+        // A restart (new claims over the same store) starts after the cursor.
+        let restarted = Mailboxes::new(store, 100);
+        assert_eq!(take_now(&restarted, "mike").unwrap().envelope.content, "c");
+    }
+
+    #[test]
+    fn a_replay_repeats_what_was_claimed_after_the_id_then_claims_the_rest() {
+        let (_, boxes) = mailboxes(100);
+        let ids: Vec<u64> = (1..=5)
+            .map(|n| boxes.enqueue("jack", "mike", &format!("m{n}")).unwrap().id)
+            .collect();
+        for _ in 0..3 {
+            let taken = take_now(&boxes, "mike").unwrap();
+            boxes.delivered(taken).unwrap();
+        }
+        // The client processed m1 only, then crashed; it resumes after m1.
+        let mut replay = Some(ids[0]);
+        let mut seen = Vec::new();
+        while let Some(taken) = boxes.try_take("mike", &mut replay).unwrap() {
+            seen.push(taken.envelope.content.clone());
+            boxes.delivered(taken).unwrap();
+        }
+        assert_eq!(seen, ["m2", "m3", "m4", "m5"]);
+        assert_eq!(replay, None);
+        assert_eq!(take_now(&boxes, "mike").map(|taken| taken.envelope), None);
     }
 
     #[test]
     fn a_full_queue_refuses_and_keeps_what_it_has() {
-        let boxes = Mailboxes::new(2);
-        boxes
-            .enqueue("jack".into(), "mike".into(), "one".into())
-            .unwrap();
-        boxes
-            .enqueue("jack".into(), "mike".into(), "two".into())
-            .unwrap();
-        let refused = boxes.enqueue("jack".into(), "mike".into(), "three".into());
+        let (_, boxes) = mailboxes(2);
+        boxes.enqueue("jack", "mike", "one").unwrap();
+        boxes.enqueue("jack", "mike", "two").unwrap();
+        let refused = boxes.enqueue("jack", "mike", "three");
         assert_eq!(
             refused,
-            Err(QueueFull {
+            Err(MailboxError::Full {
                 user: "mike".into(),
                 limit: 2
             })
@@ -220,34 +366,22 @@ mod tests {
             refused.unwrap_err().to_string(),
             "the queue of \"mike\" is full (2 messages)"
         );
-        assert_eq!(boxes.queued("mike"), 2);
+        assert_eq!(boxes.waiting("mike", 10).unwrap(), 2);
         boxes
-            .enqueue(
-                "jack".into(),
-                "nina".into(),
-                "others are not affected".into(),
-            )
+            .enqueue("jack", "nina", "others are not affected")
             .unwrap();
-        let first = boxes.try_take("mike").unwrap();
-        boxes
-            .enqueue("jack".into(), "mike".into(), "three".into())
-            .unwrap();
-        boxes.requeue(first);
-        assert_eq!(
-            boxes.queued("mike"),
-            3,
-            "a requeued message always goes back"
-        );
+        let taken = take_now(&boxes, "mike").unwrap();
+        boxes.delivered(taken).unwrap();
+        boxes.enqueue("jack", "mike", "three").unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_take_loses_nothing() {
-        let boxes = Mailboxes::new(100);
-        let timed_out = tokio::time::timeout(Duration::from_secs(1), boxes.take("mike")).await;
+        let (_, boxes) = mailboxes(100);
+        let timed_out =
+            tokio::time::timeout(Duration::from_secs(1), boxes.take("mike", &mut None)).await;
         assert!(timed_out.is_err());
-        boxes
-            .enqueue("jack".into(), "mike".into(), "kept".into())
-            .unwrap();
-        assert_eq!(boxes.queued("mike"), 1);
+        boxes.enqueue("jack", "mike", "kept").unwrap();
+        assert_eq!(boxes.waiting("mike", 10).unwrap(), 1);
     }
 }

@@ -36,6 +36,15 @@ struct Args {
     /// Seconds open calls get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// Directory of the durable message store (redb), created if missing.
+    #[arg(long, default_value = "courier-data", conflicts_with = "in_memory")]
+    data_dir: PathBuf,
+    /// Keep messages in memory only: they are lost when the server stops.
+    #[arg(long)]
+    in_memory: bool,
+    /// Seconds messages are kept, delivered or not, so that clients can resume.
+    #[arg(long, default_value_t = courier_server::DEFAULT_RETENTION.as_secs())]
+    retention_secs: u64,
     /// Write the bound address to this file once listening (useful with port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -160,11 +169,19 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         tokens,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         limits: args.limits.into(),
+        data_dir: (!args.in_memory).then_some(args.data_dir),
+        retention: Duration::from_secs(args.retention_secs),
     };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, tls = config.tls.is_some(), auth = config.tokens.is_some(), "listening");
+    tracing::info!(
+        %addr,
+        tls = config.tls.is_some(),
+        auth = config.tokens.is_some(),
+        data_dir = ?config.data_dir,
+        "listening"
+    );
     if let Some(path) = &args.addr_file {
         std::fs::write(path, addr.to_string())?;
     }

@@ -20,7 +20,7 @@ use tonic::metadata::{KeyAndValueRef, MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::error::CourierError;
-use crate::mailbox::{Envelope, Mailboxes};
+use crate::mailbox::{Envelope, Mailboxes, Taken};
 use crate::pb::chat::chat_service_server::ChatService;
 use crate::pb::chat::{ChatRequest, ChatResponse};
 use crate::pb::hello::say_hello_service_server::SayHelloService;
@@ -180,7 +180,17 @@ fn accept(
     caller: Option<&str>,
 ) -> Result<Envelope, CourierError> {
     let outgoing = validate_message(message, caller)?;
-    Ok(mailboxes.enqueue(outgoing.from, outgoing.to, outgoing.content)?)
+    Ok(mailboxes.enqueue(&outgoing.from, &outgoing.to, &outgoing.content)?)
+}
+
+fn validate_after_id(after_id: &str) -> Result<Option<u64>, CourierError> {
+    if after_id.is_empty() {
+        return Ok(None);
+    }
+    after_id
+        .parse()
+        .map(Some)
+        .map_err(|_| CourierError::invalid("after_id", "is not a message id"))
 }
 
 fn validate_idle_timeout(
@@ -307,12 +317,14 @@ impl MessageService for Courier {
             .into());
         }
         let idle_timeout = validate_idle_timeout(body.idle_timeout)?;
+        let after_id = validate_after_id(&body.after_id)?;
         let permit = self.stream_permit()?;
         let (sender, receiver) = mpsc::channel(1);
         tokio::spawn(deliver(
             permit,
             Arc::clone(&self.mailboxes),
             body.user.clone(),
+            after_id,
             idle_timeout,
             self.shutdown.clone(),
             sender,
@@ -352,12 +364,14 @@ impl MessageService for Courier {
     }
 }
 
-/// Feeds a ReceiveMessage stream from `user`'s queue until the idle timeout, shutdown, or the
-/// client leaving. A message taken but not handed to the stream goes back to the queue.
+/// Feeds a ReceiveMessage stream from `user`'s queue (after `after_id` when resuming) until the
+/// idle timeout, shutdown, or the client leaving. A message taken but not handed to the stream
+/// goes back to the queue.
 async fn deliver(
     permit: OwnedSemaphorePermit,
     mailboxes: Arc<Mailboxes>,
     user: String,
+    mut replay: Option<u64>,
     idle_timeout: Option<Duration>,
     shutdown: CancellationToken,
     sender: mpsc::Sender<Result<ReceiveMessageResponse, Status>>,
@@ -366,35 +380,52 @@ async fn deliver(
     let outcome = loop {
         let next = async {
             match idle_timeout {
-                Some(limit) => tokio::time::timeout(limit, mailboxes.take(&user))
+                Some(limit) => tokio::time::timeout(limit, mailboxes.take(&user, &mut replay))
                     .await
                     .ok(),
-                None => Some(mailboxes.take(&user).await),
+                None => Some(mailboxes.take(&user, &mut replay).await),
             }
         };
-        let envelope = tokio::select! {
+        let taken = tokio::select! {
             biased;
             () = sender.closed() => return,
             () = shutdown.cancelled() => break Err(CourierError::ShuttingDown),
             next = next => match next {
-                Some(envelope) => envelope,
+                Some(Ok(taken)) => taken,
+                Some(Err(error)) => break Err(error.into()),
                 None => break Ok(()),
             },
         };
         let response = ReceiveMessageResponse {
-            message: Some(to_proto(envelope.clone())),
+            message: Some(to_proto(taken.envelope.clone())),
         };
-        if sender.send(Ok(response)).await.is_err() {
-            tracing::debug!(id = envelope.id, "receiver left; message requeued");
-            mailboxes.requeue(envelope);
-            return;
+        match hand_over(&mailboxes, &sender, taken, response).await {
+            Ok(true) => count += 1,
+            Ok(false) => return,
+            Err(error) => break Err(error),
         }
-        count += 1;
     };
     // Released before the end is announced, so a client that saw the end may open another.
     drop(permit);
     // The client may be gone already; then there is nobody to tell.
     let _ = sender.send(Err(final_status(outcome, count))).await;
+}
+
+/// Hands one taken message to a stream and records the outcome: delivered, or back to the queue
+/// if the client is gone (then answers `Ok(false)`).
+async fn hand_over<T>(
+    mailboxes: &Mailboxes,
+    sender: &mpsc::Sender<Result<T, Status>>,
+    taken: Taken,
+    response: T,
+) -> Result<bool, CourierError> {
+    if sender.send(Ok(response)).await.is_err() {
+        tracing::debug!(id = taken.envelope.id, "receiver left; message requeued");
+        mailboxes.undelivered(taken);
+        return Ok(false);
+    }
+    mailboxes.delivered(taken)?;
+    Ok(true)
 }
 
 // === ChatService ===
@@ -437,6 +468,8 @@ async fn relay(
     shutdown: CancellationToken,
     sender: mpsc::Sender<Result<ChatResponse, Status>>,
 ) {
+    // Chat streams never replay: they take what is queued.
+    let mut no_replay = None;
     let mut count = 0;
     let outcome = loop {
         tokio::select! {
@@ -453,13 +486,20 @@ async fn relay(
                 },
                 // The client half-closed: deliver what is due, then end.
                 None => {
-                    while let Some(envelope) = mailboxes.try_take(&user) {
-                        if !send_chat(&mailboxes, &sender, envelope).await {
-                            return;
+                    let drained = loop {
+                        let taken = match mailboxes.try_take(&user, &mut no_replay) {
+                            Ok(Some(taken)) => taken,
+                            Ok(None) => break Ok(()),
+                            Err(error) => break Err(error.into()),
+                        };
+                        let response = chat_response(&taken.envelope);
+                        match hand_over(&mailboxes, &sender, taken, response).await {
+                            Ok(true) => count += 1,
+                            Ok(false) => return,
+                            Err(error) => break Err(error),
                         }
-                        count += 1;
-                    }
-                    break Ok(());
+                    };
+                    break drained;
                 }
                 // The client reset or sent a broken frame: its stream is over.
                 Some(Err(status)) => {
@@ -467,11 +507,17 @@ async fn relay(
                     return;
                 }
             },
-            envelope = mailboxes.take(&user) => {
-                if !send_chat(&mailboxes, &sender, envelope).await {
-                    return;
+            taken = mailboxes.take(&user, &mut no_replay) => {
+                let taken = match taken {
+                    Ok(taken) => taken,
+                    Err(error) => break Err(error.into()),
+                };
+                let response = chat_response(&taken.envelope);
+                match hand_over(&mailboxes, &sender, taken, response).await {
+                    Ok(true) => count += 1,
+                    Ok(false) => return,
+                    Err(error) => break Err(error),
                 }
-                count += 1;
             }
         }
     };
@@ -479,20 +525,10 @@ async fn relay(
     let _ = sender.send(Err(final_status(outcome, count))).await;
 }
 
-/// Hands one message to a chat stream; requeues it and answers false if the client is gone.
-async fn send_chat(
-    mailboxes: &Mailboxes,
-    sender: &mpsc::Sender<Result<ChatResponse, Status>>,
-    envelope: Envelope,
-) -> bool {
-    let response = ChatResponse {
+fn chat_response(envelope: &Envelope) -> ChatResponse {
+    ChatResponse {
         message: Some(to_proto(envelope.clone())),
-    };
-    if sender.send(Ok(response)).await.is_err() {
-        mailboxes.requeue(envelope);
-        return false;
     }
-    true
 }
 
 #[cfg(test)]
@@ -557,19 +593,33 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_that_cannot_be_written_goes_back_to_the_queue() {
-        let mailboxes = Mailboxes::new(10);
-        mailboxes
-            .enqueue("jack".into(), "mike".into(), "first".into())
-            .unwrap();
-        mailboxes
-            .enqueue("jack".into(), "mike".into(), "second".into())
-            .unwrap();
+        let store = Arc::new(crate::store::MemoryStore::default());
+        let mailboxes = Mailboxes::new(store, 10);
+        mailboxes.enqueue("jack", "mike", "first").unwrap();
+        mailboxes.enqueue("jack", "mike", "second").unwrap();
         let (sender, receiver) = mpsc::channel(1);
         drop(receiver);
-        let taken = mailboxes.take("mike").await;
-        assert!(!send_chat(&mailboxes, &sender, taken).await);
-        assert_eq!(mailboxes.try_take("mike").unwrap().content, "first");
-        assert_eq!(mailboxes.try_take("mike").unwrap().content, "second");
+        let taken = mailboxes.take("mike", &mut None).await.unwrap();
+        let response = chat_response(&taken.envelope);
+        assert_eq!(
+            hand_over(&mailboxes, &sender, taken, response).await,
+            Ok(false)
+        );
+        let again = mailboxes.try_take("mike", &mut None).unwrap().unwrap();
+        assert_eq!(again.envelope.content, "first");
+        mailboxes.delivered(again).unwrap();
+        let next = mailboxes.try_take("mike", &mut None).unwrap().unwrap();
+        assert_eq!(next.envelope.content, "second");
+    }
+
+    #[test]
+    fn after_ids_are_message_ids() {
+        assert_eq!(validate_after_id(""), Ok(None));
+        assert_eq!(validate_after_id("42"), Ok(Some(42)));
+        assert_eq!(
+            validate_after_id("x"),
+            Err(CourierError::invalid("after_id", "is not a message id"))
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ fn a_malformed_tokens_file_stops_the_start_with_its_line() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "jack sha256:1234\n").unwrap();
     let output = Command::new(SERVER)
-        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .args(["--listen", "127.0.0.1:0", "--in-memory", "--tokens"])
         .arg(&tokens)
         .output()
         .unwrap();
@@ -41,6 +41,8 @@ fn sigterm_stops_the_server_cleanly() {
     let mut server = Command::new(SERVER)
         .args(["--listen", "127.0.0.1:0", "--addr-file"])
         .arg(&addr_file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -115,6 +115,7 @@ async fn a_full_queue_is_resource_exhausted_and_keeps_what_it_accepted() {
         .receive_message(ReceiveMessageRequest {
             user: "mike".into(),
             idle_timeout: Some(Duration::from_millis(300).into()),
+            after_id: String::new(),
         })
         .await
         .unwrap()
@@ -140,6 +141,7 @@ async fn too_many_open_streams_are_resource_exhausted_until_one_ends() {
                 .receive_message(ReceiveMessageRequest {
                     user: "mike".into(),
                     idle_timeout: idle.map(Into::into),
+                    after_id: String::new(),
                 })
                 .await
         }

@@ -49,6 +49,7 @@ async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
         .receive_message(ReceiveMessageRequest {
             user: "jack".into(),
             idle_timeout: None,
+            after_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -86,6 +87,7 @@ async fn a_token_for_another_user_is_permission_denied() {
         .receive_message(ReceiveMessageRequest {
             user: "jack".into(),
             idle_timeout: None,
+            after_id: String::new(),
         })
         .await
         .unwrap_err();

@@ -32,6 +32,7 @@ fn receive(user: &str, idle: Option<Duration>) -> ReceiveMessageRequest {
     ReceiveMessageRequest {
         user: user.into(),
         idle_timeout: idle.map(Into::into),
+        after_id: String::new(),
     }
 }
 
@@ -286,6 +287,7 @@ async fn malformed_requests_get_invalid_argument_naming_the_field() {
             seconds: 0,
             nanos: 0,
         }),
+        after_id: String::new(),
     };
     let status = connection
         .messages(as_user("mike"))

@@ -32,6 +32,8 @@ pub struct Setup {
     pub grace: Option<Duration>,
     /// Limits; the defaults when unset.
     pub limits: Option<courier_server::Limits>,
+    /// Durable store directory; in memory when unset.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl TestServer {
@@ -60,6 +62,8 @@ impl TestServer {
             tokens,
             shutdown_grace: setup.grace.unwrap_or(Duration::from_secs(5)),
             limits: setup.limits.clone().unwrap_or_default(),
+            data_dir: setup.data_dir.clone(),
+            retention: courier_server::DEFAULT_RETENTION,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

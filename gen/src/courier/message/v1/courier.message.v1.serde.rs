@@ -173,12 +173,18 @@ impl serde::Serialize for ReceiveMessageRequest {
         if self.idle_timeout.is_some() {
             len += 1;
         }
+        if !self.after_id.is_empty() {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("courier.message.v1.ReceiveMessageRequest", len)?;
         if !self.user.is_empty() {
             struct_ser.serialize_field("user", &self.user)?;
         }
         if let Some(v) = self.idle_timeout.as_ref() {
             struct_ser.serialize_field("idleTimeout", v)?;
+        }
+        if !self.after_id.is_empty() {
+            struct_ser.serialize_field("afterId", &self.after_id)?;
         }
         struct_ser.end()
     }
@@ -193,12 +199,15 @@ impl<'de> serde::Deserialize<'de> for ReceiveMessageRequest {
             "user",
             "idle_timeout",
             "idleTimeout",
+            "after_id",
+            "afterId",
         ];
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             User,
             IdleTimeout,
+            AfterId,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -222,6 +231,7 @@ impl<'de> serde::Deserialize<'de> for ReceiveMessageRequest {
                         match value {
                             "user" => Ok(GeneratedField::User),
                             "idleTimeout" | "idle_timeout" => Ok(GeneratedField::IdleTimeout),
+                            "afterId" | "after_id" => Ok(GeneratedField::AfterId),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -243,6 +253,7 @@ impl<'de> serde::Deserialize<'de> for ReceiveMessageRequest {
             {
                 let mut user__ = None;
                 let mut idle_timeout__ = None;
+                let mut after_id__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::User => {
@@ -257,11 +268,18 @@ impl<'de> serde::Deserialize<'de> for ReceiveMessageRequest {
                             }
                             idle_timeout__ = map_.next_value()?;
                         }
+                        GeneratedField::AfterId => {
+                            if after_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("afterId"));
+                            }
+                            after_id__ = Some(map_.next_value()?);
+                        }
                     }
                 }
                 Ok(ReceiveMessageRequest {
                     user: user__.unwrap_or_default(),
                     idle_timeout: idle_timeout__,
+                    after_id: after_id__.unwrap_or_default(),
                 })
             }
         }
