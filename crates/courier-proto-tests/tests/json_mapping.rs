@@ -127,7 +127,10 @@ fn durations_use_seconds_with_an_s_suffix() {
         }),
         after_id: "41".into(),
     };
-    assert_round_trip(&whole, r#"{"user":"mike","idleTimeout":"30s","afterId":"41"}"#);
+    assert_round_trip(
+        &whole,
+        r#"{"user":"mike","idleTimeout":"30s","afterId":"41"}"#,
+    );
 }
 
 #[test]
