@@ -1,5 +1,5 @@
-//! Tower layers around every RPC, whatever its kind: request ids, a tracing span per RPC, and
-//! bearer-token authentication.
+//! Tower layers around every RPC, whatever its kind: request ids, a tracing span per RPC,
+//! bearer-token authentication, and a check of the client's deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,42 @@ impl<B> ValidateRequest<B> for BearerAuth {
                 tracing::warn!(path = request.uri().path(), %error, "unauthenticated");
                 Err(Status::from(error).into_http())
             }
+        }
+    }
+}
+
+// === deadlines ===
+
+/// Refuses a malformed `grpc-timeout`, which tonic would otherwise ignore silently: the client
+/// meant a deadline, and should learn that it has none.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WellFormedDeadline;
+
+/// Whether `value` is a gRPC timeout: 1 to 8 digits and a unit (H, M, S, m, u, n).
+fn is_grpc_timeout(value: &[u8]) -> bool {
+    match value.split_last() {
+        Some((unit, digits)) => {
+            b"HMSmun".contains(unit)
+                && (1..=8).contains(&digits.len())
+                && digits.iter().all(u8::is_ascii_digit)
+        }
+        None => false,
+    }
+}
+
+impl<B> ValidateRequest<B> for WellFormedDeadline {
+    type ResponseBody = tonic::body::Body;
+
+    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response<Self::ResponseBody>> {
+        match request.headers().get("grpc-timeout") {
+            Some(value) if !is_grpc_timeout(value.as_bytes()) => {
+                let error = CourierError::invalid(
+                    "grpc-timeout",
+                    "expected 1 to 8 digits and a unit (H, M, S, m, u, n)",
+                );
+                Err(Status::from(error).into_http())
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -163,5 +199,20 @@ impl OnEos for RecordStatus {
     fn on_eos(self, trailers: Option<&HeaderMap>, stream_duration: Duration, span: &Span) {
         span.record("stream_ms", milliseconds(stream_duration));
         record_end(trailers, span);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_digits_and_a_unit() {
+        for good in ["1S", "100m", "99999999n", "5H"] {
+            assert!(is_grpc_timeout(good.as_bytes()), "{good}");
+        }
+        for bad in ["", "S", "soon", "123456789S", "10s", "1.5S", "-1S"] {
+            assert!(!is_grpc_timeout(bad.as_bytes()), "{bad}");
+        }
     }
 }

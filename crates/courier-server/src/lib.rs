@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -280,6 +281,9 @@ pub async fn run(
         // Shed (RESOURCE_EXHAUSTED) rather than queue once max_calls are being handled.
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_calls))
+        .layer(ValidateRequestHeaderLayer::custom(
+            layers::WellFormedDeadline,
+        ))
         .option_layer(auth)
         .into_inner();
 
@@ -291,16 +295,22 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(
             pb::hello::say_hello_service_server::SayHelloServiceServer::new(courier.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(size)
                 .max_encoding_message_size(size),
         )
         .add_service(
             pb::message::message_service_server::MessageServiceServer::new(courier.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(size)
                 .max_encoding_message_size(size),
         )
         .add_service(
             pb::chat::chat_service_server::ChatServiceServer::new(courier)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(size)
                 .max_encoding_message_size(size),
         );
