@@ -24,7 +24,7 @@ HANDWRITTEN := $(addprefix -p ,$(notdir $(wildcard crates/*)))
 export RUSTDOCFLAGS := -D warnings
 
 .PHONY: help tools lint breaking generate check-generated fmt clippy cargo-test features doc \
-        publish-dry-run polyglot test release run-demo
+        publish-dry-run polyglot test release run-demo fuzz soak
 
 help:
 	@echo "make run-demo       the services demo: TLS, auth, every RPC kind"
@@ -34,6 +34,8 @@ help:
 	@echo "make breaking       buf breaking against the last release ($(BASELINE))"
 	@echo "make generate       regenerate gen/ from proto/"
 	@echo "make check-generated  fail if gen/ differs from a fresh generation"
+	@echo "make fuzz           the request fuzz properties, FUZZ_CASES cases (default 200000)"
+	@echo "make soak           the soak test for SOAK_SECS seconds (default 60)"
 	@echo "make release VERSION=x.y.z  release the module and move the breaking baseline"
 
 # Installs what is missing or at the wrong version; does nothing otherwise.
@@ -105,6 +107,11 @@ publish-dry-run: tools
 
 test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run polyglot
 	@echo "make test: every gate passed"
+
+# The decode-and-validation fuzz properties with many more cases than `make test` runs.
+FUZZ_CASES ?= 200000
+fuzz: tools
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p courier-server --lib fuzz
 
 # Sets the crate version, regenerates, commits, then records that commit as the new baseline.
 release: test

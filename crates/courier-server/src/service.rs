@@ -634,4 +634,65 @@ mod tests {
         assert!(validate_idle_timeout(duration(-1, 0)).is_err());
         assert!(validate_idle_timeout(duration(90_000, 0)).is_err());
     }
+
+    /// The decode and validation path a request takes, fuzzed. `make test` runs proptest's
+    /// default number of cases; `make fuzz` runs many more (PROPTEST_CASES).
+    mod fuzz {
+        use super::*;
+        use crate::pb::chat::ChatRequest;
+        use crate::pb::hello::HelloRequest;
+        use proptest::prelude::*;
+        use prost::Message as _;
+
+        fn valid_user(user: &str) -> bool {
+            (1..=MAX_USER_LEN).contains(&user.len())
+                && user
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decode_and_validation_path(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(request) = SendMessageRequest::decode(bytes.as_slice()) {
+                    let _ = validate_message(request.message, Some("jack"));
+                }
+                if let Ok(request) = ChatRequest::decode(bytes.as_slice()) {
+                    let _ = validate_message(request.message, None);
+                }
+                if let Ok(request) = ReceiveMessageRequest::decode(bytes.as_slice()) {
+                    let _ = validate_user("user", &request.user);
+                    let _ = validate_idle_timeout(request.idle_timeout);
+                    let _ = validate_after_id(&request.after_id);
+                }
+                let _ = HelloRequest::decode(bytes.as_slice());
+            }
+
+            #[test]
+            fn validation_accepts_exactly_the_messages_that_follow_the_rules(
+                from in "[a-z._-]{0,3}|\\PC{0,70}",
+                to in "[a-z._-]{0,3}|\\PC{0,70}",
+                content in "\\PC{0,8}|x{4090,4100}",
+                id in "|[0-9]{1,3}",
+                caller in proptest::option::of("[a-z]{1,3}"),
+            ) {
+                let message = Message { from: from.clone(), to: to.clone(), content: content.clone(), id: id.clone(), sent_at: None };
+                let follows_rules = valid_user(&from)
+                    && valid_user(&to)
+                    && (1..=MAX_CONTENT_LEN).contains(&content.len())
+                    && id.is_empty();
+                let allowed = caller.as_deref().is_none_or(|caller| caller == from);
+                let outcome = validate_message(Some(message), caller.as_deref());
+                match outcome {
+                    Ok(outgoing) => {
+                        prop_assert!(follows_rules && allowed);
+                        prop_assert_eq!(outgoing, Outgoing { from, to, content });
+                    }
+                    Err(CourierError::PermissionDenied(_)) => prop_assert!(follows_rules && !allowed),
+                    Err(CourierError::InvalidArgument { .. }) => prop_assert!(!follows_rules),
+                    Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+        }
+    }
 }
