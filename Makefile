@@ -113,6 +113,11 @@ FUZZ_CASES ?= 200000
 fuzz: tools
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p courier-server --lib fuzz
 
+# The soak test at length (make test runs a few seconds of it). Loopback only, bounded in time.
+SOAK_SECS ?= 60
+soak: tools
+	SOAK_SECS=$(SOAK_SECS) cargo test --locked -p courier-server --test soak -- --ignored --nocapture
+
 # Sets the crate version, regenerates, commits, then records that commit as the new baseline.
 release: test
 	@[ -n "$(VERSION)" ] || { echo "usage: make release VERSION=x.y.z" >&2; exit 1; }

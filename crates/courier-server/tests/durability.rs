@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Setup, TestServer, as_user, message};
+use common::{ServerProcess, Setup, TestServer, as_user, message};
+use courier_client::Connection;
 use courier_client::pb::message::{ReceiveMessageRequest, SendMessageRequest};
-use courier_client::{ConnectOptions, Connection};
 
 const IDLE: Duration = Duration::from_millis(300);
 
@@ -143,66 +142,11 @@ async fn messages_survive_a_restart_on_the_same_data_directory() {
     assert_eq!(all, texts(1..=10));
 }
 
-/// The real binary, on a data directory, started again after a SIGKILL.
-struct Process {
-    child: Child,
-    addr: String,
-}
-
-/// A failing test must not leave a server behind.
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    fn start(data: &std::path::Path, addr_file: &std::path::Path) -> Self {
-        let _ = std::fs::remove_file(addr_file);
-        let child = Command::new(env!("CARGO_BIN_EXE_courier-server"))
-            .args(["--listen", "127.0.0.1:0", "--addr-file"])
-            .arg(addr_file)
-            .arg("--data-dir")
-            .arg(data)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let addr = loop {
-            match std::fs::read_to_string(addr_file) {
-                Ok(addr) if !addr.is_empty() => break addr,
-                _ => {
-                    assert!(
-                        started.elapsed() < Duration::from_secs(10),
-                        "the server did not start"
-                    );
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
-        Self { child, addr }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    async fn connect(&self) -> Connection {
-        let options = ConnectOptions {
-            addr: format!("http://{}", self.addr),
-            ..ConnectOptions::default()
-        };
-        Connection::open(&options).await.unwrap()
-    }
-}
-
 #[tokio::test]
 async fn every_message_counted_before_a_sigkill_is_delivered_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (data, addr_file) = (dir.path().join("data"), dir.path().join("addr"));
-    let server = Process::start(&data, &addr_file);
+    let server = ServerProcess::start(&data, &addr_file, &[]);
     let connection = server.connect().await;
 
     // Senders send one message per call and remember what was counted, until the kill.
@@ -237,7 +181,7 @@ async fn every_message_counted_before_a_sigkill_is_delivered_after_the_restart()
         counted.len()
     );
 
-    let server = Process::start(&data, &addr_file);
+    let server = ServerProcess::start(&data, &addr_file, &[]);
     let connection = server.connect().await;
     let delivered: Vec<String> = receive_all(&connection, "")
         .await

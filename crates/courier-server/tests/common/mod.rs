@@ -2,8 +2,9 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use courier_client::{CallMetadata, ConnectOptions, Connection, ExtraMetadata};
 use courier_server::auth::{TokenStore, token_file_line};
@@ -126,5 +127,72 @@ pub fn message(from: &str, to: &str, content: &str) -> courier_client::pb::messa
         to: to.into(),
         content: content.into(),
         ..Default::default()
+    }
+}
+
+/// The real `courier-server` binary on a data directory, for tests that kill or signal it.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: String,
+}
+
+/// A failing test must not leave a server behind.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// Starts it on `data` with `extra` arguments; waits (at most 10 s) until it listens.
+    pub fn start(data: &std::path::Path, addr_file: &std::path::Path, extra: &[&str]) -> Self {
+        let _ = std::fs::remove_file(addr_file);
+        let child = Command::new(env!("CARGO_BIN_EXE_courier-server"))
+            .args(["--listen", "127.0.0.1:0", "--addr-file"])
+            .arg(addr_file)
+            .arg("--data-dir")
+            .arg(data)
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let addr = loop {
+            match std::fs::read_to_string(addr_file) {
+                Ok(addr) if !addr.is_empty() => break addr,
+                _ => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(10),
+                        "the server did not start"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        Self { child, addr }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    pub async fn connect(&self) -> Connection {
+        let options = ConnectOptions {
+            addr: format!("http://{}", self.addr),
+            ..ConnectOptions::default()
+        };
+        Connection::open(&options).await.unwrap()
     }
 }
