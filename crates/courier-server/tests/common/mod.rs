@@ -196,3 +196,17 @@ impl ServerProcess {
         Connection::open(&options).await.unwrap()
     }
 }
+
+/// The server still answers a good call.
+pub async fn assert_hello_works(server: &TestServer) {
+    let reply = server
+        .connect()
+        .await
+        .hello(metadata(None, &[]))
+        .hello(courier_client::pb::hello::HelloRequest {
+            name: "still here".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().msg, "hello world! still here");
+}
