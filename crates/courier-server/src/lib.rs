@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -265,7 +265,6 @@ pub async fn run(
         .timeout(limits.call_timeout)
         .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
-        .tcp_keepalive(Some(limits.tcp_keepalive))
         .max_connection_age(limits.max_connection_age);
     if let Some(files) = &config.tls {
         builder = builder.tls_config(tls_config(files, limits.tls_handshake_timeout)?)?;
@@ -338,7 +337,12 @@ pub async fn run(
             stopping.cancel();
         }
     };
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+    // Socket options go on the accepted sockets here: with our own listener, tonic's builder
+    // settings for them would not apply.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(limits.tcp_keepalive));
+    let serve = router.serve_with_incoming_shutdown(incoming, on_shutdown);
     tokio::pin!(serve);
     let outcome = tokio::select! {
         result = &mut serve => result.map_err(ServeError::from),

@@ -580,3 +580,35 @@ async fn shutdown_turns_health_not_serving() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_call_in_flight_when_shutdown_starts_still_gets_its_answer() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let (outbound, requests) = mpsc::channel(4);
+    let mut client = connection.messages(as_user("jack"));
+    let call =
+        tokio::spawn(async move { client.send_message(ReceiverStream::new(requests)).await });
+    outbound
+        .send(SendMessageRequest {
+            message: Some(message("jack", "mike", "before")),
+        })
+        .await
+        .unwrap();
+    let stopping = tokio::spawn(server.stop());
+    // The call goes on after shutdown began, and is answered in full.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    outbound
+        .send(SendMessageRequest {
+            message: Some(message("jack", "mike", "during")),
+        })
+        .await
+        .unwrap();
+    drop(outbound);
+    assert_eq!(call.await.unwrap().unwrap().into_inner().count, 2);
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

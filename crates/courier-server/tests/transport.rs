@@ -266,3 +266,108 @@ async fn a_reader_that_never_reads_holds_back_only_a_window() {
         "the stuck reader took {held} of {QUEUED} messages"
     );
 }
+
+/// A raw HTTP/2 frame: length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// An HPACK header block of literal fields without indexing or Huffman coding.
+fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        block.push(0x00);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+#[tokio::test]
+async fn a_peer_that_makes_the_server_reset_too_many_streams_is_sent_away() {
+    use tokio::io::AsyncWriteExt;
+    let server = server_with(Limits {
+        max_local_error_reset_streams: 5,
+        ..Limits::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(h2_frame(0x4, 0, 0, &[]));
+    // `connection` is forbidden in HTTP/2: each of these requests is malformed and reset.
+    let malformed = header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/courier.hello.v1.SayHelloService/Hello"),
+        (":authority", "localhost"),
+        ("connection", "close"),
+    ]);
+    for stream in (1..=41).step_by(2) {
+        bytes.extend(h2_frame(0x1, 0x4 | 0x1, stream, &malformed));
+    }
+    tcp.write_all(&bytes).await.unwrap();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    // Walk the frames the server sent and find its GOAWAY.
+    let mut goaway = None;
+    let mut at = 0;
+    while at + 9 <= received.len() {
+        let length =
+            u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]]) as usize;
+        if received[at + 3] == 0x7 && at + 9 + 8 <= received.len() {
+            let code = &received[at + 9 + 4..at + 9 + 8];
+            goaway = Some(u32::from_be_bytes(code.try_into().unwrap()));
+        }
+        at += 9 + length;
+    }
+    assert_eq!(goaway, Some(0xb), "expected GOAWAY with ENHANCE_YOUR_CALM");
+    common::assert_hello_works(&server).await;
+}
+
+/// Accepted sockets carry TCP keepalive: Linux lists their keepalive timer (timer type 2) in
+/// /proc/net/tcp.
+#[tokio::test]
+async fn accepted_connections_have_tcp_keepalive() {
+    let server = server_with(Limits::default()).await;
+    let client = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    // A full call on it, so the server has certainly accepted it.
+    let (h2, connection) = h2::client::handshake(client).await.unwrap();
+    let _driver = tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    let body = courier_client::pb::hello::HelloRequest { name: "x".into() }.encode_to_vec();
+    let (response, mut send) = h2
+        .send_request(
+            request(server.addr, "/courier.hello.v1.SayHelloService/Hello")
+                .body(())
+                .unwrap(),
+            false,
+        )
+        .unwrap();
+    send.send_data(grpc_frame(&body), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), http::StatusCode::OK);
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let server_side = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| {
+            let port =
+                |field: &str| u16::from_str_radix(field.rsplit(':').next().unwrap(), 16).unwrap();
+            port(fields[1]) == server.addr.port() && port(fields[2]) == client_port
+        })
+        .expect("the server's socket for this connection");
+    let timer = server_side[5].split(':').next().unwrap();
+    assert_eq!(
+        timer, "02",
+        "timer of the server's socket: {}",
+        server_side[5]
+    );
+}
