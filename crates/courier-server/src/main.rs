@@ -173,6 +173,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         retention: Duration::from_secs(args.retention_secs),
     };
 
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(
@@ -185,16 +186,21 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.addr_file {
         std::fs::write(path, addr.to_string())?;
     }
-    courier_server::run(listener, config, shutdown_signal()).await?;
+    courier_server::run(listener, config, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+/// Resolves on SIGINT or SIGTERM. The handlers are registered here, before the server is
+/// announced, so a signal sent as soon as the address is known is never the default (fatal) one.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use common::{Setup, TestServer, as_user, message};
+use common::{Setup, TestServer, message};
 use courier_client::pb::hello::HelloRequest;
 use courier_server::Limits;
 use prost::Message as _;
@@ -73,19 +73,6 @@ async fn call(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])], body: Vec
     status_from(&trailers).expect("grpc-status in the trailers")
 }
 
-/// The server still answers a good call.
-async fn assert_still_serving(server: &TestServer) {
-    let connection = server.connect().await;
-    let reply = connection
-        .hello(common::metadata(None, &[]))
-        .hello(HelloRequest {
-            name: "still here".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply.into_inner().msg, "hello world! still here");
-}
-
 #[tokio::test]
 async fn garbage_bytes_in_a_frame_are_internal() {
     let server = TestServer::start(Setup::default()).await;
@@ -98,7 +85,7 @@ async fn garbage_bytes_in_a_frame_are_internal() {
     .await;
     assert_eq!(answer.code, Code::Internal, "{answer:?}");
     assert!(answer.message.contains("failed to decode"), "{answer:?}");
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -110,7 +97,7 @@ async fn a_length_prefix_that_lies_is_internal() {
     .encode_to_vec();
     let answer = call(server.addr, HELLO, &[], frame(false, 100, &payload)).await;
     assert_eq!(answer.code, Code::Internal, "{answer:?}");
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -126,7 +113,7 @@ async fn the_compressed_flag_without_an_encoding_is_internal() {
     .await;
     assert_eq!(answer.code, Code::Internal, "{answer:?}");
     assert!(answer.message.contains("grpc-encoding"), "{answer:?}");
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -162,7 +149,7 @@ async fn a_message_oversized_after_decompression_is_resource_exhausted() {
             "Error decompressing: size limit, of 65536 bytes, exceeded while decompressing message"
         )
     );
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -181,7 +168,7 @@ async fn an_oversized_message_on_the_wire_is_out_of_range() {
     .encode_to_vec();
     let answer = call(server.addr, HELLO, &[], honest_frame(&payload)).await;
     assert_eq!(answer.code, Code::OutOfRange, "{answer:?}");
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -197,7 +184,7 @@ async fn invalid_utf8_in_a_string_field_is_internal() {
     .await;
     assert_eq!(answer.code, Code::Internal, "{answer:?}");
     assert!(answer.message.contains("UTF-8"), "{answer:?}");
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -211,7 +198,7 @@ async fn unknown_services_and_methods_are_unimplemented() {
         let answer = call(server.addr, path, &[], body.clone()).await;
         assert_eq!(answer.code, Code::Unimplemented, "{path}: {answer:?}");
     }
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -241,7 +228,7 @@ async fn invalid_metadata_gets_a_clear_answer() {
         (answer.code, answer.message.as_str()),
         (Code::InvalidArgument, "metadata from: is not valid text")
     );
-    assert_still_serving(&server).await;
+    common::assert_hello_works(&server).await;
 }
 
 #[tokio::test]
@@ -277,20 +264,13 @@ async fn a_client_that_vanishes_mid_stream_takes_nothing_with_it() {
     }
     // What was accepted before the cut stays queued.
     let connection = server.connect().await;
-    let mut stream = connection
-        .messages(as_user("mike"))
-        .receive_message(courier_client::pb::message::ReceiveMessageRequest {
-            user: "mike".into(),
-            idle_timeout: Some(std::time::Duration::from_millis(300).into()),
-            after_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = Vec::new();
-    while let Some(response) = stream.message().await.unwrap() {
-        got.push(response.message.unwrap().content);
-    }
-    assert_eq!(got, ["before the cut"]);
-    assert_still_serving(&server).await;
+    let (received, _) = common::receive_until_idle(
+        &connection,
+        "mike",
+        "",
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(common::contents(&received), ["before the cut"]);
+    common::assert_hello_works(&server).await;
 }

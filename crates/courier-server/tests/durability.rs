@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, Setup, TestServer, as_user, message};
+use common::{ServerProcess, Setup, TestServer, as_user, contents, message, receive_until_idle};
 use courier_client::Connection;
 use courier_client::pb::message::{ReceiveMessageRequest, SendMessageRequest};
 
@@ -34,20 +34,13 @@ async fn send(connection: &Connection, texts: &[String]) -> Result<i64, tonic::S
         .count)
 }
 
-/// Receives until the idle timeout: (id, content) pairs.
-async fn receive_all(connection: &Connection, after_id: &str) -> Vec<(String, String)> {
-    let mut stream = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", after_id))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = Vec::new();
-    while let Some(response) = stream.message().await.unwrap() {
-        let message = response.message.unwrap();
-        got.push((message.id, message.content));
-    }
-    got
+/// Receives `mike`'s messages until the idle timeout: their contents.
+async fn receive_all(connection: &Connection, after_id: &str) -> Vec<String> {
+    contents(
+        &receive_until_idle(connection, "mike", after_id, IDLE)
+            .await
+            .0,
+    )
 }
 
 fn texts(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
@@ -83,12 +76,11 @@ async fn a_receiver_that_cancels_after_k_of_n_resumes_with_exactly_the_rest() {
         let last = processed.last().unwrap().id.clone();
 
         let rest = receive_all(&connection, &last).await;
-        let contents: Vec<String> = rest.into_iter().map(|(_, content)| content).collect();
-        assert_eq!(contents, texts(K + 1..=N), "durable store: {durable}");
+        assert_eq!(rest, texts(K + 1..=N), "durable store: {durable}");
         // Without after_id, delivery stands after everything: nothing is repeated.
         assert_eq!(
             receive_all(&connection, "").await,
-            [],
+            Vec::<String>::new(),
             "durable store: {durable}"
         );
     }
@@ -120,11 +112,7 @@ async fn messages_survive_a_restart_on_the_same_data_directory() {
 
     let server = TestServer::start(setup).await;
     let connection = server.connect().await;
-    let rest: Vec<String> = receive_all(&connection, "")
-        .await
-        .into_iter()
-        .map(|(_, content)| content)
-        .collect();
+    let rest: Vec<String> = receive_all(&connection, "").await;
     // Those three were handed over; what HTTP/2 had buffered beyond them counts as delivered too,
     // so the rest starts at 4 at the earliest, and nothing after it is missing.
     let first = rest
@@ -134,11 +122,7 @@ async fn messages_survive_a_restart_on_the_same_data_directory() {
     assert!(first >= 4, "{rest:?}");
     assert_eq!(rest, texts(first..=10));
     // And everything is still there for a client that resumes from the start.
-    let all: Vec<String> = receive_all(&connection, "0")
-        .await
-        .into_iter()
-        .map(|(_, content)| content)
-        .collect();
+    let all: Vec<String> = receive_all(&connection, "0").await;
     assert_eq!(all, texts(1..=10));
 }
 
@@ -183,11 +167,7 @@ async fn every_message_counted_before_a_sigkill_is_delivered_after_the_restart()
 
     let server = ServerProcess::start(&data, &addr_file, &[]);
     let connection = server.connect().await;
-    let delivered: Vec<String> = receive_all(&connection, "")
-        .await
-        .into_iter()
-        .map(|(_, content)| content)
-        .collect();
+    let delivered: Vec<String> = receive_all(&connection, "").await;
     let delivered_set: std::collections::HashSet<&String> = delivered.iter().collect();
     let lost: Vec<&String> = counted
         .iter()

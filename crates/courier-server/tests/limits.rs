@@ -110,21 +110,9 @@ async fn a_full_queue_is_resource_exhausted_and_keeps_what_it_accepted() {
         status.message(),
         "the queue of \"mike\" is full (3 messages) (3 earlier messages of this stream were queued)"
     );
-    let mut stream = connection
-        .messages(as_user("mike"))
-        .receive_message(ReceiveMessageRequest {
-            user: "mike".into(),
-            idle_timeout: Some(Duration::from_millis(300).into()),
-            after_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = Vec::new();
-    while let Some(response) = stream.message().await.unwrap() {
-        got.push(response.message.unwrap().content);
-    }
-    assert_eq!(got, ["m1", "m2", "m3"]);
+    let (kept, _) =
+        common::receive_until_idle(&connection, "mike", "", Duration::from_millis(300)).await;
+    assert_eq!(common::contents(&kept), ["m1", "m2", "m3"]);
 }
 
 #[tokio::test]

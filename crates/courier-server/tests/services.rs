@@ -5,13 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, TestServer, as_user, message, metadata};
-use courier_client::Connection;
+use common::{
+    Setup, TestServer, as_user, contents, drain, message, metadata, open_receive,
+    receive_until_idle,
+};
 use courier_client::pb::chat::ChatRequest;
 use courier_client::pb::hello::HelloRequest;
-use courier_client::pb::message::{
-    Message, ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest,
-};
+use courier_client::pb::message::{Message, ReceiveMessageRequest, SendMessageRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -37,43 +37,6 @@ fn receive(user: &str, idle: Option<Duration>) -> ReceiveMessageRequest {
 }
 
 const IDLE: Duration = Duration::from_millis(300);
-
-type Receiving = tonic::Streaming<ReceiveMessageResponse>;
-
-/// Opens a ReceiveMessage stream for `user`, acting as `user`.
-async fn open_receive(connection: &Connection, user: &str, idle: Option<Duration>) -> Receiving {
-    connection
-        .messages(as_user(user))
-        .receive_message(receive(user, idle))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-/// Reads a stream to its OK end: the messages, and the `x-message-count` trailer.
-async fn drain(mut stream: Receiving) -> (Vec<Message>, String) {
-    let mut messages = Vec::new();
-    while let Some(response) = stream.message().await.unwrap() {
-        messages.push(response.message.unwrap());
-    }
-    let trailers = stream.trailers().await.unwrap().unwrap();
-    (
-        messages,
-        trailers
-            .get("x-message-count")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned(),
-    )
-}
-
-fn contents(messages: &[Message]) -> Vec<&str> {
-    messages
-        .iter()
-        .map(|message| message.content.as_str())
-        .collect()
-}
 
 #[tokio::test]
 async fn hello_greets_by_name_and_carries_a_request_id() {
@@ -205,7 +168,7 @@ async fn sent_messages_are_counted_exactly_and_received_in_order_with_trailers()
     assert_eq!(count, "5");
 
     // Each message is delivered once.
-    let (again, count) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    let (again, count) = receive_until_idle(&connection, "mike", "", IDLE).await;
     assert!(again.is_empty());
     assert_eq!(count, "0");
 }
@@ -214,7 +177,7 @@ async fn sent_messages_are_counted_exactly_and_received_in_order_with_trailers()
 async fn receive_pushes_messages_as_they_arrive() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let mut stream = open_receive(&connection, "mike", None).await;
+    let mut stream = open_receive(&connection, "mike", "", None).await;
     for text in ["first", "second"] {
         let count = connection
             .messages(as_user("jack"))
@@ -253,7 +216,7 @@ async fn a_bad_message_ends_the_stream_but_what_was_accepted_stays() {
     );
     assert_eq!(status.metadata().get("x-message-count").unwrap(), "2");
 
-    let (kept, _) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    let (kept, _) = receive_until_idle(&connection, "mike", "", IDLE).await;
     assert_eq!(contents(&kept), ["kept 1", "kept 2"]);
 }
 
@@ -340,7 +303,7 @@ async fn idle_timeout_ends_an_empty_stream_with_ok() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
     let started = std::time::Instant::now();
-    let (received, count) = drain(open_receive(&connection, "nobody", Some(IDLE)).await).await;
+    let (received, count) = receive_until_idle(&connection, "nobody", "", IDLE).await;
     assert!(received.is_empty());
     assert!(started.elapsed() >= IDLE);
     assert_eq!(count, "0");
@@ -350,13 +313,13 @@ async fn idle_timeout_ends_an_empty_stream_with_ok() {
 async fn a_cancelled_receiver_takes_nothing_with_it() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    drop(open_receive(&connection, "mike", None).await);
+    drop(open_receive(&connection, "mike", "", None).await);
     connection
         .messages(as_user("jack"))
         .send_message(sends(&[message("jack", "mike", "after the cancel")]))
         .await
         .unwrap();
-    let (received, _) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    let (received, _) = receive_until_idle(&connection, "mike", "", IDLE).await;
     assert_eq!(contents(&received), ["after the cancel"]);
 }
 
@@ -367,8 +330,8 @@ async fn two_receivers_of_one_user_share_the_messages_without_duplicates() {
     let connection = server.connect().await;
     let idle = Some(Duration::from_millis(500));
     let (left, right) = (
-        open_receive(&connection, "mike", idle).await,
-        open_receive(&connection, "mike", idle).await,
+        open_receive(&connection, "mike", "", idle).await,
+        open_receive(&connection, "mike", "", idle).await,
     );
     let texts: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
     let messages: Vec<_> = texts
@@ -478,7 +441,7 @@ async fn chat_messages_to_an_absent_user_wait_in_its_queue() {
     drop(outbound);
     assert!(jack_in.message().await.unwrap().is_none());
 
-    let (received, _) = drain(open_receive(&connection, "mike", Some(IDLE)).await).await;
+    let (received, _) = receive_until_idle(&connection, "mike", "", IDLE).await;
     assert_eq!(contents(&received), ["are you there?"]);
 }
 
@@ -525,7 +488,7 @@ async fn chat_needs_a_caller_and_refuses_spoofed_senders() {
 async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let mut stream = open_receive(&connection, "mike", None).await;
+    let mut stream = open_receive(&connection, "mike", "", None).await;
     let stopping = tokio::spawn(server.stop());
     let status = stream.message().await.unwrap_err();
     assert_eq!(

@@ -245,20 +245,9 @@ async fn a_reader_that_never_reads_holds_back_only_a_window() {
     drop(response);
     drop(client);
 
-    let mut rest = connection
-        .messages(as_user("mike"))
-        .receive_message(ReceiveMessageRequest {
-            user: "mike".into(),
-            idle_timeout: Some(Duration::from_millis(500).into()),
-            after_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut remaining = 0;
-    while rest.message().await.unwrap().is_some() {
-        remaining += 1;
-    }
+    let (rest, _) =
+        common::receive_until_idle(&connection, "mike", "", Duration::from_millis(500)).await;
+    let remaining = rest.len();
     let held = QUEUED - remaining;
     // 64 KiB of stream window and tonic's 32 KiB buffer hold about 100 messages of 1 KB.
     assert!(

@@ -210,3 +210,61 @@ pub async fn assert_hello_works(server: &TestServer) {
         .unwrap();
     assert_eq!(reply.into_inner().msg, "hello world! still here");
 }
+
+/// A ReceiveMessage response stream.
+pub type Receiving = tonic::Streaming<courier_client::pb::message::ReceiveMessageResponse>;
+
+/// Opens a ReceiveMessage stream for `user`, acting as `user`; resumes after `after_id` unless
+/// it is empty.
+pub async fn open_receive(
+    connection: &Connection,
+    user: &str,
+    after_id: &str,
+    idle: Option<Duration>,
+) -> Receiving {
+    let request = courier_client::pb::message::ReceiveMessageRequest {
+        user: user.into(),
+        idle_timeout: idle.map(Into::into),
+        after_id: after_id.into(),
+    };
+    connection
+        .messages(as_user(user))
+        .receive_message(request)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Reads a stream to its OK end: the messages, and the `x-message-count` trailer.
+pub async fn drain(mut stream: Receiving) -> (Vec<courier_client::pb::message::Message>, String) {
+    let mut messages = Vec::new();
+    while let Some(response) = stream.message().await.unwrap() {
+        messages.push(response.message.unwrap());
+    }
+    let trailers = stream.trailers().await.unwrap().unwrap();
+    let count = trailers
+        .get("x-message-count")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (messages, count)
+}
+
+/// Receives until `idle` passes without a message (see [`open_receive`] and [`drain`]).
+pub async fn receive_until_idle(
+    connection: &Connection,
+    user: &str,
+    after_id: &str,
+    idle: Duration,
+) -> (Vec<courier_client::pb::message::Message>, String) {
+    drain(open_receive(connection, user, after_id, Some(idle)).await).await
+}
+
+/// The contents of `messages`, in order.
+pub fn contents(messages: &[courier_client::pb::message::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|message| message.content.clone())
+        .collect()
+}
