@@ -233,6 +233,17 @@ async fn malformed_requests_get_invalid_argument_naming_the_field() {
         (status.code(), status.message()),
         (Code::InvalidArgument, "name: is required")
     );
+    let status = connection
+        .hello(as_user("jack"))
+        .hello(HelloRequest {
+            name: "n".repeat(257),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, "name: is longer than 256 bytes")
+    );
 
     let status = connection
         .messages(as_user("mike"))
