@@ -24,7 +24,7 @@ HANDWRITTEN := $(addprefix -p ,$(notdir $(wildcard crates/*)))
 export RUSTDOCFLAGS := -D warnings
 
 .PHONY: help tools lint breaking generate check-generated fmt clippy cargo-test features doc \
-        publish-dry-run polyglot test release run-demo fuzz soak
+        publish-dry-run polyglot test release run-demo fuzz soak bench
 
 help:
 	@echo "make run-demo       the services demo: TLS, auth, every RPC kind"
@@ -34,6 +34,7 @@ help:
 	@echo "make breaking       buf breaking against the last release ($(BASELINE))"
 	@echo "make generate       regenerate gen/ from proto/"
 	@echo "make check-generated  fail if gen/ differs from a fresh generation"
+	@echo "make bench          Courier vs bare tonic; writes BENCHMARKS.md"
 	@echo "make fuzz           the request fuzz properties, FUZZ_CASES cases (default 200000)"
 	@echo "make soak           the soak test for SOAK_SECS seconds (default 60)"
 	@echo "make release VERSION=x.y.z  release the module and move the breaking baseline"
@@ -107,6 +108,12 @@ publish-dry-run: tools
 
 test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run polyglot
 	@echo "make test: every gate passed"
+
+# Courier against a bare tonic server of the same contract, in one run; writes BENCHMARKS.md.
+BENCH_SECS ?= 5
+bench: tools
+	cargo build --release --locked -p courier-bench
+	taskset -c 0 target/release/courier-bench run --seconds $(BENCH_SECS) --out BENCHMARKS.md
 
 # The decode-and-validation fuzz properties with many more cases than `make test` runs.
 FUZZ_CASES ?= 200000

@@ -68,6 +68,10 @@ struct Claims {
     outstanding: BTreeSet<u64>,
     /// Outstanding claims handed back, served before the log.
     returned: BTreeMap<u64, Envelope>,
+    /// How many messages of the log lie after `claimed_up_to`, once counted: the queue cap is
+    /// checked on every enqueue, so it must not walk the log. Signed, because an append is
+    /// counted after it lands and may be claimed in between: the two updates then commute.
+    unclaimed: Option<i64>,
     arrived: Arc<Notify>,
 }
 
@@ -94,11 +98,7 @@ impl Mailboxes {
         let arrived = {
             let mut claims = self.lock();
             let user = self.claims_of(&mut claims, to)?;
-            let waiting = user.returned.len()
-                + self
-                    .store
-                    .count_after(to, user.claimed_up_to, self.max_queued)?;
-            if waiting >= self.max_queued {
+            if user.returned.len() + self.unclaimed(to, user)? >= self.max_queued {
                 return Err(MailboxError::Full {
                     user: to.to_owned(),
                     limit: self.max_queued,
@@ -107,8 +107,31 @@ impl Mailboxes {
             Arc::clone(&user.arrived)
         };
         let envelope = self.store.append(from, to, content, SystemTime::now())?;
+        if let Some(unclaimed) = self
+            .lock()
+            .get_mut(to)
+            .and_then(|user| user.unclaimed.as_mut())
+        {
+            *unclaimed += 1;
+        }
         arrived.notify_waiters();
         Ok(envelope)
+    }
+
+    /// How many messages of `user`'s log lie after its claims, counted once then kept.
+    fn unclaimed(&self, user: &str, claims: &mut Claims) -> Result<usize, StoreError> {
+        let unclaimed = match claims.unclaimed {
+            Some(unclaimed) => unclaimed,
+            None => {
+                let counted = self
+                    .store
+                    .count_after(user, claims.claimed_up_to, usize::MAX)?;
+                let counted = i64::try_from(counted).unwrap_or(i64::MAX);
+                claims.unclaimed = Some(counted);
+                counted
+            }
+        };
+        Ok(usize::try_from(unclaimed).unwrap_or(0))
     }
 
     /// Takes the next message for `user` without waiting, if there is one. With `replay` set to
@@ -145,6 +168,9 @@ impl Mailboxes {
         };
         state.claimed_up_to = envelope.id;
         state.outstanding.insert(envelope.id);
+        if let Some(unclaimed) = state.unclaimed.as_mut() {
+            *unclaimed -= 1;
+        }
         Ok(Some(Taken {
             envelope,
             claimed: true,
@@ -219,7 +245,7 @@ impl Mailboxes {
     pub fn waiting(&self, user: &str, up_to: usize) -> Result<usize, MailboxError> {
         let mut claims = self.lock();
         let state = self.claims_of(&mut claims, user)?;
-        Ok(state.returned.len() + self.store.count_after(user, state.claimed_up_to, up_to)?)
+        Ok((state.returned.len() + self.unclaimed(user, state)?).min(up_to))
     }
 
     fn claims_of<'a>(

@@ -1,0 +1,344 @@
+//! The `courier-bench` binary: `run` plays every scenario and writes BENCHMARKS.md; `serve` is
+//! the server child process the harness starts for each measurement.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use courier_bench::{Kind, Measurement, ServerChild, Target};
+
+/// Courier against bare tonic, in one run.
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every scenario and writes the report.
+    Run {
+        /// Seconds of load for the unary scenario.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Where to write the report.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Only the scenarios whose name contains this (for profiling); skips the other targets.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Serves one kind of server for the harness (internal).
+    #[command(hide = true)]
+    Serve {
+        /// bare, memory or durable.
+        #[arg(long)]
+        kind: String,
+        /// Working directory (certificates, data).
+        #[arg(long)]
+        dir: PathBuf,
+        /// TLS, and token auth for Courier.
+        #[arg(long)]
+        secure: bool,
+    },
+}
+
+/// One scenario: what it measures and how, with the parameters of each server kind.
+#[derive(Clone, Copy)]
+enum Scenario {
+    Unary,
+    Receive { streams: usize, per_stream: usize },
+    Send { streams: usize, per_stream: usize },
+    Chat { pairs: usize, per_side: usize },
+}
+
+impl Scenario {
+    fn name(self) -> String {
+        match self {
+            Self::Unary => "unary Hello".into(),
+            Self::Receive {
+                streams,
+                per_stream,
+            } => format!("ReceiveMessage, {streams} streams x {per_stream} msgs"),
+            Self::Send {
+                streams,
+                per_stream,
+            } => format!("SendMessage, {streams} streams x {per_stream} msgs"),
+            Self::Chat { pairs, per_side } => {
+                format!("Chat relay, {pairs} pairs x {per_side} msgs each way")
+            }
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Unary => "calls/s",
+            _ => "msgs/s",
+        }
+    }
+
+    async fn measure(self, server: &ServerChild, unary_length: Duration) -> Measurement {
+        match self {
+            Self::Unary => courier_bench::unary(server, unary_length).await,
+            Self::Receive {
+                streams,
+                per_stream,
+            } => courier_bench::receive(server, streams, per_stream).await,
+            Self::Send {
+                streams,
+                per_stream,
+            } => courier_bench::send(server, streams, per_stream).await,
+            Self::Chat { pairs, per_side } => courier_bench::chat(server, pairs, per_side).await,
+        }
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// Rounds of each scenario; the median one is reported.
+const ROUNDS: usize = 3;
+
+fn row(
+    report: &mut String,
+    scenario: &str,
+    server: &str,
+    unit: &str,
+    (measured, baseline): (&Measurement, &Measurement),
+    all_ratios: &str,
+) {
+    let _ = writeln!(
+        report,
+        "| {scenario} | {server} | {:.0} {unit} | **{:.2}x** ({all_ratios}) | {} / {} | {} / {} | {} / {} |",
+        measured.rate,
+        measured.rate / baseline.rate,
+        measured.p50_us,
+        baseline.p50_us,
+        measured.p99_us,
+        baseline.p99_us,
+        mib(measured.peak_rss_kib),
+        mib(baseline.peak_rss_kib),
+    );
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .next()
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or_else(
+            || "unknown".into(),
+            |kib| format!("{} GiB", kib / 1024 / 1024),
+        );
+    format!(
+        "{cores} cores ({cpu}), {memory} of memory, Linux; server and load generator on the same machine, over loopback"
+    )
+}
+
+/// Median wall time of `buf generate` into a scratch directory, over five runs.
+fn buf_generate_time() -> Option<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let scratch = tempfile::tempdir().ok()?;
+        let started = Instant::now();
+        let status = std::process::Command::new("node_modules/.bin/buf")
+            .arg("generate")
+            .arg("--output")
+            .arg(scratch.path())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Some(times[2])
+}
+
+async fn run(
+    seconds: u64,
+    out: PathBuf,
+    only: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let unary_length = Duration::from_secs(seconds);
+    let mut report = String::new();
+    let _ = writeln!(report, "# Benchmarks\n");
+    let _ = writeln!(
+        report,
+        "Generated by `make bench` (`cargo run --release -p courier-bench -- run --seconds {seconds}`); do not edit by hand.\n"
+    );
+    let _ = writeln!(report, "- Machine: {}.", machine());
+    let _ = writeln!(
+        report,
+        "- Load: {} HTTP/2 connections; unary keeps {} calls in flight for {seconds} s; streaming scenarios as named.",
+        courier_bench::CONNECTIONS,
+        courier_bench::IN_FLIGHT
+    );
+    let _ = writeln!(
+        report,
+        "- Each scenario runs three rounds; a round measures the bare tonic baseline, then Courier, each in its own child process pinned to core 1 while the load generator runs on core 0. The row shows the round with the median **ratio** (Courier's rate over the baseline's) and all rounds' ratios. Latency columns are Courier / baseline in microseconds (unary: per call; ReceiveMessage: gap between messages; SendMessage: per call; Chat: send to arrival). RSS is the server's peak."
+    );
+    let _ = writeln!(
+        report,
+        "- Courier runs its full stack: request ids, a tracing span per RPC logged at info, validation, limits; \"TLS+auth\" adds rustls and bearer-token checks (1,000 users in the tokens file). The baseline with TLS has TLS only.\n"
+    );
+    let _ = writeln!(
+        report,
+        "| scenario | Courier server | rate | ratio (all rounds) | p50 µs | p99 µs | peak RSS MiB |"
+    );
+    let _ = writeln!(report, "| --- | --- | --- | --- | --- | --- | --- |");
+
+    let memory_scenarios = [
+        Scenario::Unary,
+        Scenario::Receive {
+            streams: 8,
+            per_stream: 5_000,
+        },
+        Scenario::Send {
+            streams: 8,
+            per_stream: 5_000,
+        },
+        Scenario::Chat {
+            pairs: 4,
+            per_side: 2_000,
+        },
+    ];
+    // The durable store fsyncs every message it counts: fewer messages keep the run short.
+    let durable_scenarios = [
+        Scenario::Receive {
+            streams: 8,
+            per_stream: 200,
+        },
+        Scenario::Send {
+            streams: 8,
+            per_stream: 200,
+        },
+        Scenario::Chat {
+            pairs: 4,
+            per_side: 100,
+        },
+    ];
+    let mut runs: Vec<(Scenario, Kind, bool)> = Vec::new();
+    for scenario in memory_scenarios {
+        runs.push((scenario, Kind::Memory, false));
+        runs.push((scenario, Kind::Memory, true));
+    }
+    for scenario in durable_scenarios {
+        runs.push((scenario, Kind::Durable, false));
+    }
+    for (scenario, kind, secure) in runs {
+        if only
+            .as_ref()
+            .is_some_and(|only| !scenario.name().contains(only.as_str()))
+        {
+            continue;
+        }
+        // Rounds alternate baseline and Courier; the round with the median ratio is reported.
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            let baseline_server = ServerChild::start(Target {
+                kind: Kind::Bare,
+                secure,
+            })
+            .await?;
+            let baseline = scenario.measure(&baseline_server, unary_length).await;
+            baseline_server.stop().await;
+            let server = ServerChild::start(Target { kind, secure }).await?;
+            let measured = scenario.measure(&server, unary_length).await;
+            server.stop().await;
+            rounds.push((measured, baseline));
+        }
+        let ratio =
+            |(measured, baseline): &(Measurement, Measurement)| measured.rate / baseline.rate;
+        rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+        let ratios: Vec<String> = rounds
+            .iter()
+            .map(|round| format!("{:.2}", ratio(round)))
+            .collect();
+        let (measured, baseline) = &rounds[ROUNDS / 2];
+        let label = match (kind, secure) {
+            (Kind::Durable, _) => "durable store",
+            (_, true) => "in memory, TLS+auth",
+            _ => "in memory",
+        };
+        eprintln!(
+            "{}: {label}: {:.0} {} (ratios {})",
+            scenario.name(),
+            measured.rate,
+            scenario.unit(),
+            ratios.join(", ")
+        );
+        row(
+            &mut report,
+            &scenario.name(),
+            label,
+            scenario.unit(),
+            (measured, baseline),
+            &ratios.join(" "),
+        );
+    }
+
+    if only.is_some() {
+        std::fs::write(&out, &report)?;
+        return Ok(());
+    }
+    let server = ServerChild::start(Target {
+        kind: Kind::Memory,
+        secure: false,
+    })
+    .await?;
+    let idle_rss = courier_bench::idle_streams(&server, 1_000).await;
+    server.stop().await;
+    let _ = writeln!(report, "\n## Other targets\n");
+    let _ = writeln!(report, "| target | measured |");
+    let _ = writeln!(report, "| --- | --- |");
+    let _ = writeln!(
+        report,
+        "| server RSS with 1,000 idle open ReceiveMessage streams (in memory) below 64 MiB | {} MiB |",
+        mib(idle_rss)
+    );
+    match buf_generate_time() {
+        Some(took) => {
+            let _ = writeln!(
+                report,
+                "| `buf generate` under 1 s (median of 5) | {:.2} s |",
+                took.as_secs_f64()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                report,
+                "| `buf generate` under 1 s | not measured: run from the repository root after `make tools` |"
+            );
+        }
+    }
+    // The analysis (targets, profiling, what each change bought) is kept by hand beside the harness.
+    report.push_str(include_str!("../ANALYSIS.md"));
+    std::fs::write(&out, &report)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    match Cli::parse().command {
+        Command::Run { seconds, out, only } => run(seconds, out, only).await,
+        Command::Serve { kind, dir, secure } => courier_bench::serve(&kind, &dir, secure).await,
+    }
+}
