@@ -224,15 +224,16 @@ async fn run(
             per_side: 2_000,
         },
     ];
-    // The durable store fsyncs every message it counts: fewer messages keep the run short.
+    // The durable store commits (fsyncs) a SendMessage batch at a time but every chat message
+    // on its own: Chat gets fewer messages to keep the run short.
     let durable_scenarios = [
         Scenario::Receive {
             streams: 8,
-            per_stream: 200,
+            per_stream: 5_000,
         },
         Scenario::Send {
             streams: 8,
-            per_stream: 200,
+            per_stream: 5_000,
         },
         Scenario::Chat {
             pairs: 4,

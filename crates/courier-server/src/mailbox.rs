@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
-use crate::store::{Store, StoreError};
+use crate::store::{NewMessage, Store, StoreError};
 
 /// A queued message with the fields the server assigns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +46,15 @@ pub enum MailboxError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What [`Mailboxes::enqueue_all`] did.
+#[derive(Debug)]
+pub struct Enqueued {
+    /// The messages appended, in order: a prefix of those given.
+    pub envelopes: Vec<Envelope>,
+    /// Why the rest were refused, if they were.
+    pub refused: Option<MailboxError>,
 }
 
 /// A message taken for a stream, to be [`Mailboxes::delivered`] or [`Mailboxes::undelivered`].
@@ -95,27 +104,54 @@ impl Mailboxes {
     /// Appends a message for `to` (durably, with a durable store) and wakes `to`'s consumers;
     /// refuses, queueing nothing, when `to` already has `max_queued` undelivered messages.
     pub fn enqueue(&self, from: &str, to: &str, content: &str) -> Result<Envelope, MailboxError> {
-        let arrived = {
-            let mut claims = self.lock();
-            let user = self.claims_of(&mut claims, to)?;
-            if user.returned.len() + self.unclaimed(to, user)? >= self.max_queued {
-                return Err(MailboxError::Full {
-                    user: to.to_owned(),
-                    limit: self.max_queued,
-                });
-            }
-            Arc::clone(&user.arrived)
-        };
-        let envelope = self.store.append(from, to, content, SystemTime::now())?;
-        if let Some(unclaimed) = self
-            .lock()
-            .get_mut(to)
-            .and_then(|user| user.unclaimed.as_mut())
-        {
-            *unclaimed += 1;
+        let mut enqueued = self.enqueue_all(&[NewMessage { from, to, content }])?;
+        match enqueued.refused {
+            Some(refused) => Err(refused),
+            None => Ok(enqueued.envelopes.pop().expect("one message in, one out")),
         }
-        arrived.notify_waiters();
-        Ok(envelope)
+    }
+
+    /// Appends messages in order, in one store commit, and wakes their recipients' consumers.
+    /// The first message whose recipient's queue is full is refused, with everything after it;
+    /// everything before it is appended. A store failure appends nothing.
+    pub fn enqueue_all(&self, messages: &[NewMessage<'_>]) -> Result<Enqueued, MailboxError> {
+        let mut admitted: HashMap<&str, usize> = HashMap::new();
+        let mut refused = None;
+        let mut accepted = 0;
+        {
+            let mut claims = self.lock();
+            for message in messages {
+                let user = self.claims_of(&mut claims, message.to)?;
+                let planned = admitted.get(message.to).copied().unwrap_or(0);
+                if user.returned.len() + self.unclaimed(message.to, user)? + planned
+                    >= self.max_queued
+                {
+                    refused = Some(MailboxError::Full {
+                        user: message.to.to_owned(),
+                        limit: self.max_queued,
+                    });
+                    break;
+                }
+                *admitted.entry(message.to).or_default() += 1;
+                accepted += 1;
+            }
+        }
+        let envelopes = if accepted == 0 {
+            Vec::new()
+        } else {
+            self.store
+                .append_all(&messages[..accepted], SystemTime::now())?
+        };
+        let mut claims = self.lock();
+        for (to, count) in admitted {
+            if let Some(user) = claims.get_mut(to) {
+                if let Some(unclaimed) = user.unclaimed.as_mut() {
+                    *unclaimed += i64::try_from(count).unwrap_or(i64::MAX);
+                }
+                user.arrived.notify_waiters();
+            }
+        }
+        Ok(Enqueued { envelopes, refused })
     }
 
     /// How many messages of `user`'s log lie after its claims, counted once then kept.
@@ -399,6 +435,39 @@ mod tests {
         let taken = take_now(&boxes, "mike").unwrap();
         boxes.delivered(taken).unwrap();
         boxes.enqueue("jack", "mike", "three").unwrap();
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_first_full_queue_and_keeps_what_came_before() {
+        let (_, boxes) = mailboxes(2);
+        let message = |to, content| NewMessage {
+            from: "jack",
+            to,
+            content,
+        };
+        let batch = [
+            message("mike", "1"),
+            message("nina", "2"),
+            message("mike", "3"),
+            message("mike", "4"),
+            message("nina", "5"),
+        ];
+        let enqueued = boxes.enqueue_all(&batch).unwrap();
+        let contents: Vec<&str> = enqueued
+            .envelopes
+            .iter()
+            .map(|envelope| envelope.content.as_str())
+            .collect();
+        assert_eq!(contents, ["1", "2", "3"]);
+        assert_eq!(
+            enqueued.refused,
+            Some(MailboxError::Full {
+                user: "mike".into(),
+                limit: 2
+            })
+        );
+        assert_eq!(boxes.waiting("mike", 10).unwrap(), 2);
+        assert_eq!(boxes.waiting("nina", 10).unwrap(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,6 +29,8 @@ use crate::pb::message::message_service_server::MessageService;
 use crate::pb::message::{
     Message, ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest, SendMessageResponse,
 };
+use crate::store::NewMessage;
+use futures_util::FutureExt as _;
 
 /// Longest user name accepted, in bytes.
 pub const MAX_USER_LEN: usize = 64;
@@ -171,6 +173,37 @@ fn validate_message(
         to: message.to,
         content: message.content,
     })
+}
+
+/// Messages of one SendMessage stream committed together, at most: one fsync for all of them
+/// with the durable store.
+const SEND_BATCH: usize = 64;
+
+/// Queues `batch` in one commit and empties it, adding what was queued to `count`. A full
+/// recipient queue refuses its message and the rest, after the ones before it were queued.
+fn commit(
+    mailboxes: &Mailboxes,
+    batch: &mut Vec<Outgoing>,
+    count: &mut u64,
+) -> Result<(), CourierError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<NewMessage<'_>> = batch
+        .iter()
+        .map(|outgoing| NewMessage {
+            from: &outgoing.from,
+            to: &outgoing.to,
+            content: &outgoing.content,
+        })
+        .collect();
+    let enqueued = mailboxes.enqueue_all(&messages)?;
+    *count += enqueued.envelopes.len() as u64;
+    batch.clear();
+    match enqueued.refused {
+        Some(refused) => Err(refused.into()),
+        None => Ok(()),
+    }
 }
 
 /// Validates a message a client sends and queues it for its recipient.
@@ -340,13 +373,44 @@ impl MessageService for Courier {
         let caller = caller(&request)?;
         let metadata = request.metadata().clone();
         let mut stream = request.into_inner();
+        let mut batch: Vec<Outgoing> = Vec::new();
         let mut count: u64 = 0;
-        while let Some(next) = stream.message().await? {
-            match accept(&self.mailboxes, next.message, caller.as_deref()) {
-                Ok(envelope) => {
-                    tracing::debug!(id = envelope.id, to = %envelope.to, "queued");
-                    count += 1;
+        // What has arrived is validated at once and committed in batches: when the batch is
+        // full, when the next message is not there yet, and before any answer.
+        loop {
+            let next = if batch.is_empty() {
+                Some(stream.message().await)
+            } else {
+                stream.message().now_or_never()
+            };
+            let outcome = match next {
+                // Nothing more has arrived yet: commit what has.
+                None => commit(&self.mailboxes, &mut batch, &mut count).map(|()| true),
+                Some(Ok(Some(request))) => {
+                    match validate_message(request.message, caller.as_deref()) {
+                        Ok(outgoing) => {
+                            batch.push(outgoing);
+                            if batch.len() < SEND_BATCH {
+                                continue;
+                            }
+                            commit(&self.mailboxes, &mut batch, &mut count).map(|()| true)
+                        }
+                        // What came before the bad message stays: commit it, then refuse.
+                        Err(error) => {
+                            commit(&self.mailboxes, &mut batch, &mut count).and(Err(error))
+                        }
+                    }
                 }
+                Some(Ok(None)) => commit(&self.mailboxes, &mut batch, &mut count).map(|()| false),
+                // The client failed mid-stream: keep what fully arrived, then pass its error on.
+                Some(Err(status)) => {
+                    commit(&self.mailboxes, &mut batch, &mut count)?;
+                    return Err(status);
+                }
+            };
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(error) => {
                     tracing::warn!(%error, queued = count, "rejected a message; the stream ends");
                     let text =

@@ -26,17 +26,39 @@ impl StoreError {
     }
 }
 
+/// A message to append: sender, recipient, text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewMessage<'a> {
+    /// Sender's user name.
+    pub from: &'a str,
+    /// Recipient's user name: the log it goes to.
+    pub to: &'a str,
+    /// The text.
+    pub content: &'a str,
+}
+
 /// Persistence of message logs and delivery cursors.
 pub trait Store: Send + Sync + 'static {
-    /// Appends a message to `to`'s log under the next id. Once this returns, the message
-    /// survives a crash of the process (for durable stores).
+    /// Appends messages to their recipients' logs under the next ids, in order, all or none.
+    /// Once this returns, they survive a crash of the process (for durable stores); a batch
+    /// costs one commit, however many messages it holds.
+    fn append_all(
+        &self,
+        messages: &[NewMessage<'_>],
+        sent_at: SystemTime,
+    ) -> Result<Vec<Envelope>, StoreError>;
+
+    /// Appends one message (see [`Store::append_all`]).
     fn append(
         &self,
         from: &str,
         to: &str,
         content: &str,
         sent_at: SystemTime,
-    ) -> Result<Envelope, StoreError>;
+    ) -> Result<Envelope, StoreError> {
+        let mut appended = self.append_all(&[NewMessage { from, to, content }], sent_at)?;
+        Ok(appended.pop().expect("one message in, one out"))
+    }
     /// Up to `limit` messages of `user`'s log with an id above `after`, in id order.
     fn read_after(&self, user: &str, after: u64, limit: usize)
     -> Result<Vec<Envelope>, StoreError>;
@@ -85,28 +107,30 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn append(
+    fn append_all(
         &self,
-        from: &str,
-        to: &str,
-        content: &str,
+        messages: &[NewMessage<'_>],
         sent_at: SystemTime,
-    ) -> Result<Envelope, StoreError> {
+    ) -> Result<Vec<Envelope>, StoreError> {
         let mut state = self.lock();
-        state.last_id += 1;
-        let envelope = Envelope {
-            id: state.last_id,
-            from: from.to_owned(),
-            to: to.to_owned(),
-            content: content.to_owned(),
-            sent_at,
-        };
-        state
-            .logs
-            .entry(to.to_owned())
-            .or_default()
-            .insert(envelope.id, envelope.clone());
-        Ok(envelope)
+        let mut appended = Vec::with_capacity(messages.len());
+        for message in messages {
+            state.last_id += 1;
+            let envelope = Envelope {
+                id: state.last_id,
+                from: message.from.to_owned(),
+                to: message.to.to_owned(),
+                content: message.content.to_owned(),
+                sent_at,
+            };
+            state
+                .logs
+                .entry(message.to.to_owned())
+                .or_default()
+                .insert(envelope.id, envelope.clone());
+            appended.push(envelope);
+        }
+        Ok(appended)
     }
 
     fn read_after(
@@ -174,8 +198,9 @@ const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAST_ID: &str = "last_id";
 
-/// The embedded, crash-safe store: a redb database file. Every append is one transaction,
-/// committed durably (fsync) before the call returns; cursor moves ride on the next append.
+/// The embedded, crash-safe store: a redb database file. Every append (of one message or a
+/// batch) is one transaction, committed durably (fsync) before the call returns; cursor moves
+/// ride on the next append.
 pub struct RedbStore {
     db: redb::Database,
 }
@@ -198,42 +223,46 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
-    fn append(
+    fn append_all(
         &self,
-        from: &str,
-        to: &str,
-        content: &str,
+        messages: &[NewMessage<'_>],
         sent_at: SystemTime,
-    ) -> Result<Envelope, StoreError> {
+    ) -> Result<Vec<Envelope>, StoreError> {
         let (seconds, nanos) = to_parts(sent_at);
         let write = self.db.begin_write().map_err(StoreError::from_any)?;
-        let id = {
+        let mut appended = Vec::with_capacity(messages.len());
+        {
             // The last id is kept apart from the messages: ids never repeat, even after pruning.
             let mut meta = write.open_table(META).map_err(StoreError::from_any)?;
-            let id = meta
+            let mut id = meta
                 .get(LAST_ID)
                 .map_err(StoreError::from_any)?
-                .map_or(0, |id| id.value())
-                + 1;
-            meta.insert(LAST_ID, id).map_err(StoreError::from_any)?;
+                .map_or(0, |id| id.value());
             let mut by_id = write.open_table(BY_ID).map_err(StoreError::from_any)?;
-            by_id
-                .insert(id, (to, seconds))
-                .map_err(StoreError::from_any)?;
-            let mut messages = write.open_table(MESSAGES).map_err(StoreError::from_any)?;
-            messages
-                .insert((to, id), (from, content, seconds, nanos))
-                .map_err(StoreError::from_any)?;
-            id
-        };
+            let mut table = write.open_table(MESSAGES).map_err(StoreError::from_any)?;
+            for message in messages {
+                id += 1;
+                by_id
+                    .insert(id, (message.to, seconds))
+                    .map_err(StoreError::from_any)?;
+                table
+                    .insert(
+                        (message.to, id),
+                        (message.from, message.content, seconds, nanos),
+                    )
+                    .map_err(StoreError::from_any)?;
+                appended.push(Envelope {
+                    id,
+                    from: message.from.to_owned(),
+                    to: message.to.to_owned(),
+                    content: message.content.to_owned(),
+                    sent_at: from_parts(seconds, nanos),
+                });
+            }
+            meta.insert(LAST_ID, id).map_err(StoreError::from_any)?;
+        }
         write.commit().map_err(StoreError::from_any)?;
-        Ok(Envelope {
-            id,
-            from: from.to_owned(),
-            to: to.to_owned(),
-            content: content.to_owned(),
-            sent_at: from_parts(seconds, nanos),
-        })
+        Ok(appended)
     }
 
     fn read_after(
@@ -384,6 +413,42 @@ mod tests {
         );
         let next = store.append("jack", "mike", "three", at(300)).unwrap();
         assert!(next.id > other.id, "ids never repeat");
+
+        let batch = [
+            NewMessage {
+                from: "jack",
+                to: "mike",
+                content: "four",
+            },
+            NewMessage {
+                from: "jack",
+                to: "nina",
+                content: "for nina",
+            },
+            NewMessage {
+                from: "jack",
+                to: "mike",
+                content: "five",
+            },
+        ];
+        let appended = store.append_all(&batch, at(400)).unwrap();
+        let ids: Vec<u64> = appended.iter().map(|envelope| envelope.id).collect();
+        assert_eq!(
+            ids,
+            [next.id + 1, next.id + 2, next.id + 3],
+            "one id each, in order"
+        );
+        let mike: Vec<String> = store
+            .read_after("mike", next.id, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.content)
+            .collect();
+        assert_eq!(mike, ["four", "five"]);
+        assert_eq!(
+            store.read_after("nina", 0, 10).unwrap(),
+            [appended[1].clone()]
+        );
     }
 
     #[test]
