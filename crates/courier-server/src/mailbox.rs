@@ -57,6 +57,9 @@ pub struct Enqueued {
     pub refused: Option<MailboxError>,
 }
 
+/// Deliveries between two writes of a user's cursor to the store.
+const CURSOR_STRIDE: u64 = 64;
+
 /// A message taken for a stream, to be [`Mailboxes::delivered`] or [`Mailboxes::undelivered`].
 #[derive(Debug)]
 pub struct Taken {
@@ -77,6 +80,8 @@ struct Claims {
     outstanding: BTreeSet<u64>,
     /// Outstanding claims handed back, served before the log.
     returned: BTreeMap<u64, Envelope>,
+    /// The delivery cursor as last written to the store.
+    stored_cursor: u64,
     /// How many messages of the log lie after `claimed_up_to`, once counted: the queue cap is
     /// checked on every enqueue, so it must not walk the log. Signed, because an append is
     /// counted after it lands and may be claimed in between: the two updates then commute.
@@ -248,7 +253,12 @@ impl Mailboxes {
             .outstanding
             .first()
             .map_or(state.claimed_up_to, |oldest| oldest - 1);
-        self.store.advance_cursor(&user, cursor)?;
+        // Written every CURSOR_STRIDE deliveries and at shutdown, not for each: a cursor that
+        // lags after a crash only repeats deliveries.
+        if cursor >= state.stored_cursor + CURSOR_STRIDE {
+            self.store.advance_cursor(&user, cursor)?;
+            state.stored_cursor = cursor;
+        }
         Ok(())
     }
 
@@ -274,6 +284,16 @@ impl Mailboxes {
 
     /// Makes every delivery recorded so far durable.
     pub fn flush(&self) -> Result<(), MailboxError> {
+        for (user, state) in self.lock().iter_mut() {
+            let cursor = state
+                .outstanding
+                .first()
+                .map_or(state.claimed_up_to, |oldest| oldest - 1);
+            if state.loaded && cursor > state.stored_cursor {
+                self.store.advance_cursor(user, cursor)?;
+                state.stored_cursor = cursor;
+            }
+        }
         Ok(self.store.flush()?)
     }
 
@@ -292,6 +312,7 @@ impl Mailboxes {
         let state = claims.entry(user.to_owned()).or_default();
         if !state.loaded {
             state.claimed_up_to = self.store.cursor(user)?;
+            state.stored_cursor = state.claimed_up_to;
             state.loaded = true;
         }
         Ok(state)
@@ -377,16 +398,42 @@ mod tests {
         let a = take_now(&boxes, "mike").unwrap();
         let b = take_now(&boxes, "mike").unwrap();
         boxes.delivered(b).unwrap();
+        boxes.flush().unwrap();
         assert_eq!(
             store.cursor("mike").unwrap(),
             ids[0] - 1,
             "a is still outstanding"
         );
         boxes.delivered(a).unwrap();
+        boxes.flush().unwrap();
         assert_eq!(store.cursor("mike").unwrap(), ids[1]);
         // A restart (new claims over the same store) starts after the cursor.
         let restarted = Mailboxes::new(store, 100);
         assert_eq!(take_now(&restarted, "mike").unwrap().envelope.content, "c");
+    }
+
+    #[test]
+    fn the_stored_cursor_moves_every_stride_and_at_flush() {
+        let (store, boxes) = mailboxes(1000);
+        let total = CURSOR_STRIDE + 10;
+        for n in 0..total {
+            boxes.enqueue("jack", "mike", &n.to_string()).unwrap();
+        }
+        for _ in 0..total {
+            let taken = take_now(&boxes, "mike").unwrap();
+            boxes.delivered(taken).unwrap();
+        }
+        assert_eq!(
+            store.cursor("mike").unwrap(),
+            CURSOR_STRIDE,
+            "written once a stride was delivered"
+        );
+        boxes.flush().unwrap();
+        assert_eq!(
+            store.cursor("mike").unwrap(),
+            total,
+            "and the rest at flush"
+        );
     }
 
     #[test]
