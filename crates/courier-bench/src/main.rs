@@ -227,14 +227,8 @@ async fn run(
     // The durable store commits (fsyncs) a SendMessage batch at a time but every chat message
     // on its own: Chat gets fewer messages to keep the run short.
     let durable_scenarios = [
-        Scenario::Receive {
-            streams: 8,
-            per_stream: 5_000,
-        },
-        Scenario::Send {
-            streams: 8,
-            per_stream: 5_000,
-        },
+        memory_scenarios[1],
+        memory_scenarios[2],
         Scenario::Chat {
             pairs: 4,
             per_side: 100,

@@ -164,9 +164,7 @@ impl Mailboxes {
         let unclaimed = match claims.unclaimed {
             Some(unclaimed) => unclaimed,
             None => {
-                let counted = self
-                    .store
-                    .count_after(user, claims.claimed_up_to, usize::MAX)?;
+                let counted = self.store.count_after(user, claims.claimed_up_to)?;
                 let counted = i64::try_from(counted).unwrap_or(i64::MAX);
                 claims.unclaimed = Some(counted);
                 counted
@@ -297,11 +295,11 @@ impl Mailboxes {
         Ok(self.store.flush()?)
     }
 
-    /// How many messages wait for `user` (undelivered), counting at most `up_to`.
-    pub fn waiting(&self, user: &str, up_to: usize) -> Result<usize, MailboxError> {
+    /// How many messages wait for `user` (undelivered).
+    pub fn waiting(&self, user: &str) -> Result<usize, MailboxError> {
         let mut claims = self.lock();
         let state = self.claims_of(&mut claims, user)?;
-        Ok((state.returned.len() + self.unclaimed(user, state)?).min(up_to))
+        Ok(state.returned.len() + self.unclaimed(user, state)?)
     }
 
     fn claims_of<'a>(
@@ -353,7 +351,7 @@ mod tests {
             boxes.delivered(taken).unwrap();
         }
         assert_eq!(seen, ["one", "two", "three"]);
-        assert_eq!(boxes.waiting("mike", 10).unwrap(), 0);
+        assert_eq!(boxes.waiting("mike").unwrap(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -475,7 +473,7 @@ mod tests {
             refused.unwrap_err().to_string(),
             "the queue of \"mike\" is full (2 messages)"
         );
-        assert_eq!(boxes.waiting("mike", 10).unwrap(), 2);
+        assert_eq!(boxes.waiting("mike").unwrap(), 2);
         boxes
             .enqueue("jack", "nina", "others are not affected")
             .unwrap();
@@ -513,8 +511,8 @@ mod tests {
                 limit: 2
             })
         );
-        assert_eq!(boxes.waiting("mike", 10).unwrap(), 2);
-        assert_eq!(boxes.waiting("nina", 10).unwrap(), 1);
+        assert_eq!(boxes.waiting("mike").unwrap(), 2);
+        assert_eq!(boxes.waiting("nina").unwrap(), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -524,6 +522,6 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(1), boxes.take("mike", &mut None)).await;
         assert!(timed_out.is_err());
         boxes.enqueue("jack", "mike", "kept").unwrap();
-        assert_eq!(boxes.waiting("mike", 10).unwrap(), 1);
+        assert_eq!(boxes.waiting("mike").unwrap(), 1);
     }
 }

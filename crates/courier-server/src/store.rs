@@ -62,8 +62,8 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` messages of `user`'s log with an id above `after`, in id order.
     fn read_after(&self, user: &str, after: u64, limit: usize)
     -> Result<Vec<Envelope>, StoreError>;
-    /// How many messages of `user`'s log have an id above `after`, counting at most `up_to`.
-    fn count_after(&self, user: &str, after: u64, up_to: usize) -> Result<usize, StoreError>;
+    /// How many messages of `user`'s log have an id above `after`.
+    fn count_after(&self, user: &str, after: u64) -> Result<usize, StoreError>;
     /// The id up to which `user` has been delivered; 0 when nothing was.
     fn cursor(&self, user: &str) -> Result<u64, StoreError>;
     /// Moves `user`'s cursor to `id` if that is forward.
@@ -150,12 +150,12 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn count_after(&self, user: &str, after: u64, up_to: usize) -> Result<usize, StoreError> {
+    fn count_after(&self, user: &str, after: u64) -> Result<usize, StoreError> {
         let state = self.lock();
         Ok(state
             .logs
             .get(user)
-            .map_or(0, |log| log.range(after + 1..).take(up_to).count()))
+            .map_or(0, |log| log.range(after + 1..).count()))
     }
 
     fn cursor(&self, user: &str) -> Result<u64, StoreError> {
@@ -293,13 +293,13 @@ impl Store for RedbStore {
         Ok(found)
     }
 
-    fn count_after(&self, user: &str, after: u64, up_to: usize) -> Result<usize, StoreError> {
+    fn count_after(&self, user: &str, after: u64) -> Result<usize, StoreError> {
         let read = self.db.begin_read().map_err(StoreError::from_any)?;
         let messages = read.open_table(MESSAGES).map_err(StoreError::from_any)?;
         let range = messages
             .range((user, after + 1)..=(user, u64::MAX))
             .map_err(StoreError::from_any)?;
-        Ok(range.take(up_to).count())
+        Ok(range.count())
     }
 
     fn cursor(&self, user: &str) -> Result<u64, StoreError> {
@@ -393,8 +393,8 @@ mod tests {
             std::slice::from_ref(&first)
         );
         assert_eq!(store.read_after("nobody", 0, 10).unwrap(), []);
-        assert_eq!(store.count_after("mike", 0, 10).unwrap(), 2);
-        assert_eq!(store.count_after("mike", 0, 1).unwrap(), 1);
+        assert_eq!(store.count_after("mike", 0).unwrap(), 2);
+        assert_eq!(store.count_after("mike", first.id).unwrap(), 1);
 
         assert_eq!(store.cursor("mike").unwrap(), 0);
         store.advance_cursor("mike", first.id).unwrap();
