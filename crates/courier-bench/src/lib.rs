@@ -156,6 +156,25 @@ impl ServerChild {
         self.status_field("VmHWM:")
     }
 
+    /// CPU time the server used so far, user and system, all threads.
+    pub fn cpu_time(&self) -> Duration {
+        let pid = self.child.id().unwrap_or_default();
+        let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // Fields after the command name, which is in parentheses and may hold spaces;
+                // utime and stime are fields 14 and 15 of the whole line.
+                let rest = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let utime: u64 = fields.get(11)?.parse().ok()?;
+                let stime: u64 = fields.get(12)?.parse().ok()?;
+                Some(utime + stime)
+            })
+            .unwrap_or_default();
+        // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
+        Duration::from_millis(ticks * 10)
+    }
+
     /// Resident memory now, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.status_field("VmRSS:")
@@ -237,13 +256,9 @@ pub async fn serve(kind: &str, dir: &Path, secure: bool) -> Result<(), Box<dyn s
             .await?;
         return Ok(());
     }
-    // The full stack, logging every RPC at info (to stderr, which the harness discards).
-    // Colours off, as the courier-server binary does when stderr is not a terminal.
-    tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    // The full stack, logging every RPC at info as the courier-server binary does (to stderr,
+    // which the harness discards).
+    let _log_writer = courier_server::logging::init();
     let tokens = secure.then(|| {
         let users = (0..USERS).map(|n| {
             let user = format!("u{n}");
@@ -281,6 +296,10 @@ pub struct Measurement {
     pub p99_us: u64,
     /// Peak server RSS, in KiB.
     pub peak_rss_kib: u64,
+    /// Server CPU time (user and system, all threads, since it started) per call or message,
+    /// in microseconds: the cost of the work itself, less disturbed than the rate by what else
+    /// the machine runs.
+    pub cpu_us_per_unit: f64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -298,6 +317,7 @@ fn measurement(
         p50_us: latencies.value_at_quantile(0.5),
         p99_us: latencies.value_at_quantile(0.99),
         peak_rss_kib: server.peak_rss_kib(),
+        cpu_us_per_unit: server.cpu_time().as_secs_f64() * 1e6 / count.max(1) as f64,
     }
 }
 

@@ -111,9 +111,11 @@ fn row(
 ) {
     let _ = writeln!(
         report,
-        "| {scenario} | {server} | {:.0} {unit} | **{:.2}x** ({all_ratios}) | {} / {} | {} / {} | {} / {} |",
+        "| {scenario} | {server} | {:.0} {unit} | **{:.2}x** ({all_ratios}) | {:.1} / {:.1} | {} / {} | {} / {} | {} / {} |",
         measured.rate,
         measured.rate / baseline.rate,
+        measured.cpu_us_per_unit,
+        baseline.cpu_us_per_unit,
         measured.p50_us,
         baseline.p50_us,
         measured.p99_us,
@@ -197,7 +199,7 @@ async fn run(
     );
     let _ = writeln!(
         report,
-        "- Each scenario runs three rounds; a round measures the bare tonic baseline, then Courier, each in its own child process pinned to core 1 while the load generator runs on core 0. The row shows the round with the median **ratio** (Courier's rate over the baseline's) and all rounds' ratios. Latency columns are Courier / baseline in microseconds (unary: per call; ReceiveMessage: gap between messages; SendMessage: per call; Chat: send to arrival). RSS is the server's peak."
+        "- Each scenario runs three rounds; a round measures the bare tonic baseline, then Courier, each in its own child process pinned to core 1 while the load generator runs on core 0. The row shows the round with the median **ratio** (Courier's rate over the baseline's) and all rounds' ratios. Server CPU is the server process's user and system time per call or message, Courier / baseline: the cost of the work itself, steadier than the rate. Latency columns are Courier / baseline in microseconds (unary: per call; ReceiveMessage: gap between messages; SendMessage: per call; Chat: send to arrival). RSS is the server's peak."
     );
     let _ = writeln!(
         report,
@@ -205,9 +207,9 @@ async fn run(
     );
     let _ = writeln!(
         report,
-        "| scenario | Courier server | rate | ratio (all rounds) | p50 µs | p99 µs | peak RSS MiB |"
+        "| scenario | Courier server | rate | ratio (all rounds) | server CPU µs per unit | p50 µs | p99 µs | peak RSS MiB |"
     );
-    let _ = writeln!(report, "| --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(report, "| --- | --- | --- | --- | --- | --- | --- | --- |");
 
     let memory_scenarios = [
         Scenario::Unary,
@@ -278,11 +280,13 @@ async fn run(
             _ => "in memory",
         };
         eprintln!(
-            "{}: {label}: {:.0} {} (ratios {})",
+            "{}: {label}: {:.0} {} (ratios {}); server CPU {:.1} / {:.1} µs per unit",
             scenario.name(),
             measured.rate,
             scenario.unit(),
-            ratios.join(", ")
+            ratios.join(", "),
+            measured.cpu_us_per_unit,
+            baseline.cpu_us_per_unit,
         );
         row(
             &mut report,

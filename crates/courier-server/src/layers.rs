@@ -114,8 +114,9 @@ impl<B> ValidateRequest<B> for WellFormedDeadline {
 
 // === tracing ===
 
-/// Tracing for every RPC: one `rpc` span per call, with method, peer and request id, then the
-/// status code, the handler's latency (until response headers) and the response stream's length.
+/// Tracing for every RPC: one `rpc` span per call, with method, peer, request id and the
+/// handler's latency until response headers (`latency_ms`), and one `rpc finished` event with
+/// the status code and, after a response stream, its length (`stream_ms`).
 pub type RpcTraceLayer = TraceLayer<
     SharedClassifier<GrpcErrorsAsFailures>,
     RpcSpan,
@@ -163,42 +164,46 @@ impl<B> MakeSpan<B> for RpcSpan {
             method = request.uri().path(),
             peer = peer.map(tracing::field::display),
             request_id,
-            code = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
-            stream_ms = tracing::field::Empty,
         )
     }
 }
 
-/// Records the gRPC status code and timings of an RPC and logs its end.
+/// Records the handler's latency in the span, and logs the end of an RPC with its gRPC status
+/// code and the response stream's length: on the event, not recorded into the span, which
+/// would re-format the span's fields.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordStatus;
 
-fn milliseconds(duration: Duration) -> impl tracing::Value {
-    tracing::field::display(format!("{:.3}", duration.as_secs_f64() * 1000.0))
+/// Milliseconds as a number: formatting it into a string would cost an allocation per RPC.
+fn milliseconds(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
-/// Logs the end of the RPC if `headers` carry its status.
-fn record_end(headers: Option<&HeaderMap>, span: &Span) {
-    let Some(status) = headers.and_then(Status::from_header_map) else {
-        return;
-    };
-    span.record("code", tracing::field::debug(status.code()));
-    tracing::info!(parent: span, "rpc finished");
+/// The status `headers` carry, if they end the RPC.
+fn status_of(headers: Option<&HeaderMap>) -> Option<tonic::Code> {
+    headers
+        .and_then(Status::from_header_map)
+        .map(|status| status.code())
 }
 
 impl<B> OnResponse<B> for RecordStatus {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
         span.record("latency_ms", milliseconds(latency));
-        // A trailers-only response (an error before any message) carries its status in the headers.
-        record_end(Some(response.headers()), span);
+        // A trailers-only response (an error before any message) carries its status in the
+        // headers; any other RPC ends with its trailers, in `on_eos`.
+        if let Some(code) = status_of(Some(response.headers())) {
+            tracing::info!(parent: span, ?code, "rpc finished");
+        }
     }
 }
 
 impl OnEos for RecordStatus {
     fn on_eos(self, trailers: Option<&HeaderMap>, stream_duration: Duration, span: &Span) {
-        span.record("stream_ms", milliseconds(stream_duration));
-        record_end(trailers, span);
+        if let Some(code) = status_of(trailers) {
+            let stream_ms = milliseconds(stream_duration);
+            tracing::info!(parent: span, ?code, stream_ms, "rpc finished");
+        }
     }
 }
 

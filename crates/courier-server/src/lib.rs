@@ -7,6 +7,7 @@
 //! - [`service`]: the gRPC edge; validates requests, calls the domain, builds responses.
 //! - [`error`]: the one error enum and its mapping to `tonic::Status`.
 //! - [`layers`]: tower layers around every RPC: request id, tracing span, authentication.
+//! - [`logging`]: where log lines go, off the RPCs' path.
 //! - [`dev_pki`]: throwaway certificates and tokens for the demo and tests.
 //! - [`run`]: serves all of it, plus health and reflection, on a listener the caller bound.
 //!
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod dev_pki;
 pub mod error;
 pub mod layers;
+pub mod logging;
 pub mod mailbox;
 pub mod service;
 pub mod store;
@@ -360,10 +362,13 @@ async fn prune_periodically(mailboxes: Arc<Mailboxes>, retention: Duration) {
     let mut ticks = tokio::time::interval((retention / 10).min(Duration::from_secs(60 * 60)));
     loop {
         ticks.tick().await;
-        match mailboxes.prune(retention) {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "pruned expired messages"),
-            Err(error) => tracing::error!(%error, "pruning failed"),
+        // On a blocking thread: pruning writes to the disk.
+        let pruning = Arc::clone(&mailboxes);
+        match tokio::task::spawn_blocking(move || pruning.prune(retention)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "pruned expired messages"),
+            Ok(Err(error)) => tracing::error!(%error, "pruning failed"),
+            Err(error) => tracing::error!(%error, "pruning panicked"),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! claimed, then claims like the others. Nothing here knows about gRPC.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -51,8 +52,8 @@ pub enum MailboxError {
 /// What [`Mailboxes::enqueue_all`] did.
 #[derive(Debug)]
 pub struct Enqueued {
-    /// The messages appended, in order: a prefix of those given.
-    pub envelopes: Vec<Envelope>,
+    /// The ids of the messages appended, in order: a prefix of those given.
+    pub ids: Range<u64>,
     /// Why the rest were refused, if they were.
     pub refused: Option<MailboxError>,
 }
@@ -108,55 +109,98 @@ impl Mailboxes {
 
     /// Appends a message for `to` (durably, with a durable store) and wakes `to`'s consumers;
     /// refuses, queueing nothing, when `to` already has `max_queued` undelivered messages.
-    pub fn enqueue(&self, from: &str, to: &str, content: &str) -> Result<Envelope, MailboxError> {
-        let mut enqueued = self.enqueue_all(&[NewMessage { from, to, content }])?;
+    /// Answers the message's id.
+    pub async fn enqueue(&self, from: &str, to: &str, content: &str) -> Result<u64, MailboxError> {
+        let message = NewMessage {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            content: content.to_owned(),
+        };
+        let enqueued = self.enqueue_all(vec![message]).await?;
         match enqueued.refused {
             Some(refused) => Err(refused),
-            None => Ok(enqueued.envelopes.pop().expect("one message in, one out")),
+            None => Ok(enqueued.ids.start),
         }
     }
 
     /// Appends messages in order, in one store commit, and wakes their recipients' consumers.
     /// The first message whose recipient's queue is full is refused, with everything after it;
     /// everything before it is appended. A store failure appends nothing.
-    pub fn enqueue_all(&self, messages: &[NewMessage<'_>]) -> Result<Enqueued, MailboxError> {
-        let mut admitted: HashMap<&str, usize> = HashMap::new();
+    pub async fn enqueue_all(
+        &self,
+        mut messages: Vec<NewMessage>,
+    ) -> Result<Enqueued, MailboxError> {
+        // Room is reserved before the append, so batches appended at the same time cannot
+        // overfill a queue together; a failed append gives it back.
+        let mut reserved: HashMap<String, i64> = HashMap::new();
         let mut refused = None;
-        let mut accepted = 0;
         {
             let mut claims = self.lock();
-            for message in messages {
-                let user = self.claims_of(&mut claims, message.to)?;
-                let planned = admitted.get(message.to).copied().unwrap_or(0);
-                if user.returned.len() + self.unclaimed(message.to, user)? + planned
-                    >= self.max_queued
-                {
+            let admitted = self.reserve(&mut claims, &messages, &mut reserved);
+            match admitted {
+                Ok(admitted) if admitted < messages.len() => {
                     refused = Some(MailboxError::Full {
-                        user: message.to.to_owned(),
+                        user: messages[admitted].to.clone(),
                         limit: self.max_queued,
                     });
-                    break;
+                    messages.truncate(admitted);
                 }
-                *admitted.entry(message.to).or_default() += 1;
-                accepted += 1;
+                Ok(_) => {}
+                Err(error) => {
+                    Self::release(&mut claims, &reserved);
+                    return Err(error.into());
+                }
             }
         }
-        let envelopes = if accepted == 0 {
-            Vec::new()
-        } else {
-            self.store
-                .append_all(&messages[..accepted], SystemTime::now())?
-        };
+        if messages.is_empty() {
+            return Ok(Enqueued { ids: 0..0, refused });
+        }
+        let appended = self.store.append_all(messages, SystemTime::now()).await;
         let mut claims = self.lock();
-        for (to, count) in admitted {
-            if let Some(user) = claims.get_mut(to) {
-                if let Some(unclaimed) = user.unclaimed.as_mut() {
-                    *unclaimed += i64::try_from(count).unwrap_or(i64::MAX);
-                }
-                user.arrived.notify_waiters();
+        let ids = match appended {
+            Ok(ids) => ids,
+            Err(error) => {
+                Self::release(&mut claims, &reserved);
+                return Err(error.into());
+            }
+        };
+        for user in reserved.keys() {
+            if let Some(state) = claims.get(user) {
+                state.arrived.notify_waiters();
             }
         }
-        Ok(Enqueued { envelopes, refused })
+        Ok(Enqueued { ids, refused })
+    }
+
+    /// Reserves room for `messages` in their recipients' queues, in order, until one is full;
+    /// answers how many got room, and adds them to `reserved`.
+    fn reserve(
+        &self,
+        claims: &mut HashMap<String, Claims>,
+        messages: &[NewMessage],
+        reserved: &mut HashMap<String, i64>,
+    ) -> Result<usize, StoreError> {
+        for (index, message) in messages.iter().enumerate() {
+            let user = self.claims_of(claims, &message.to)?;
+            if user.returned.len() + self.unclaimed(&message.to, user)? >= self.max_queued {
+                return Ok(index);
+            }
+            *user.unclaimed.get_or_insert(0) += 1;
+            *reserved.entry(message.to.clone()).or_default() += 1;
+        }
+        Ok(messages.len())
+    }
+
+    /// Gives back room [`Mailboxes::reserve`] took.
+    fn release(claims: &mut HashMap<String, Claims>, reserved: &HashMap<String, i64>) {
+        for (user, count) in reserved {
+            if let Some(unclaimed) = claims
+                .get_mut(user)
+                .and_then(|state| state.unclaimed.as_mut())
+            {
+                *unclaimed -= count;
+            }
+        }
     }
 
     /// How many messages of `user`'s log lie after its claims, counted once then kept.
@@ -339,11 +383,11 @@ mod tests {
         boxes.try_take(user, &mut None).unwrap()
     }
 
-    #[test]
-    fn messages_come_out_in_order_once() {
+    #[tokio::test]
+    async fn messages_come_out_in_order_once() {
         let (_, boxes) = mailboxes(100);
         for text in ["one", "two", "three"] {
-            boxes.enqueue("jack", "mike", text).unwrap();
+            boxes.enqueue("jack", "mike", text).await.unwrap();
         }
         let mut seen = Vec::new();
         while let Some(taken) = take_now(&boxes, "mike") {
@@ -371,28 +415,28 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiter.is_finished());
-        boxes.enqueue("jack", "mike", "late").unwrap();
+        boxes.enqueue("jack", "mike", "late").await.unwrap();
         assert_eq!(waiter.await.unwrap(), "late");
     }
 
-    #[test]
-    fn an_undelivered_message_comes_first_again() {
+    #[tokio::test]
+    async fn an_undelivered_message_comes_first_again() {
         let (_, boxes) = mailboxes(100);
-        boxes.enqueue("jack", "mike", "first").unwrap();
-        boxes.enqueue("jack", "mike", "second").unwrap();
+        boxes.enqueue("jack", "mike", "first").await.unwrap();
+        boxes.enqueue("jack", "mike", "second").await.unwrap();
         let first = take_now(&boxes, "mike").unwrap();
         boxes.undelivered(first);
         assert_eq!(take_now(&boxes, "mike").unwrap().envelope.content, "first");
         assert_eq!(take_now(&boxes, "mike").unwrap().envelope.content, "second");
     }
 
-    #[test]
-    fn the_cursor_never_passes_an_unconfirmed_claim() {
+    #[tokio::test]
+    async fn the_cursor_never_passes_an_unconfirmed_claim() {
         let (store, boxes) = mailboxes(100);
-        let ids: Vec<u64> = ["a", "b", "c"]
-            .iter()
-            .map(|text| boxes.enqueue("jack", "mike", text).unwrap().id)
-            .collect();
+        let mut ids = Vec::new();
+        for text in ["a", "b", "c"] {
+            ids.push(boxes.enqueue("jack", "mike", text).await.unwrap());
+        }
         let a = take_now(&boxes, "mike").unwrap();
         let b = take_now(&boxes, "mike").unwrap();
         boxes.delivered(b).unwrap();
@@ -410,12 +454,12 @@ mod tests {
         assert_eq!(take_now(&restarted, "mike").unwrap().envelope.content, "c");
     }
 
-    #[test]
-    fn the_stored_cursor_moves_every_stride_and_at_flush() {
+    #[tokio::test]
+    async fn the_stored_cursor_moves_every_stride_and_at_flush() {
         let (store, boxes) = mailboxes(1000);
         let total = CURSOR_STRIDE + 10;
         for n in 0..total {
-            boxes.enqueue("jack", "mike", &n.to_string()).unwrap();
+            boxes.enqueue("jack", "mike", &n.to_string()).await.unwrap();
         }
         for _ in 0..total {
             let taken = take_now(&boxes, "mike").unwrap();
@@ -434,12 +478,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_replay_repeats_what_was_claimed_after_the_id_then_claims_the_rest() {
+    #[tokio::test]
+    async fn a_replay_repeats_what_was_claimed_after_the_id_then_claims_the_rest() {
         let (_, boxes) = mailboxes(100);
-        let ids: Vec<u64> = (1..=5)
-            .map(|n| boxes.enqueue("jack", "mike", &format!("m{n}")).unwrap().id)
-            .collect();
+        let mut ids = Vec::new();
+        for n in 1..=5 {
+            ids.push(
+                boxes
+                    .enqueue("jack", "mike", &format!("m{n}"))
+                    .await
+                    .unwrap(),
+            );
+        }
         for _ in 0..3 {
             let taken = take_now(&boxes, "mike").unwrap();
             boxes.delivered(taken).unwrap();
@@ -456,12 +506,12 @@ mod tests {
         assert_eq!(take_now(&boxes, "mike").map(|taken| taken.envelope), None);
     }
 
-    #[test]
-    fn a_full_queue_refuses_and_keeps_what_it_has() {
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_keeps_what_it_has() {
         let (_, boxes) = mailboxes(2);
-        boxes.enqueue("jack", "mike", "one").unwrap();
-        boxes.enqueue("jack", "mike", "two").unwrap();
-        let refused = boxes.enqueue("jack", "mike", "three");
+        boxes.enqueue("jack", "mike", "one").await.unwrap();
+        boxes.enqueue("jack", "mike", "two").await.unwrap();
+        let refused = boxes.enqueue("jack", "mike", "three").await;
         assert_eq!(
             refused,
             Err(MailboxError::Full {
@@ -476,34 +526,30 @@ mod tests {
         assert_eq!(boxes.waiting("mike").unwrap(), 2);
         boxes
             .enqueue("jack", "nina", "others are not affected")
+            .await
             .unwrap();
         let taken = take_now(&boxes, "mike").unwrap();
         boxes.delivered(taken).unwrap();
-        boxes.enqueue("jack", "mike", "three").unwrap();
+        boxes.enqueue("jack", "mike", "three").await.unwrap();
     }
 
-    #[test]
-    fn a_batch_stops_at_the_first_full_queue_and_keeps_what_came_before() {
+    #[tokio::test]
+    async fn a_batch_stops_at_the_first_full_queue_and_keeps_what_came_before() {
         let (_, boxes) = mailboxes(2);
-        let message = |to, content| NewMessage {
-            from: "jack",
-            to,
-            content,
+        let message = |to: &str, content: &str| NewMessage {
+            from: "jack".into(),
+            to: to.into(),
+            content: content.into(),
         };
-        let batch = [
+        let batch = vec![
             message("mike", "1"),
             message("nina", "2"),
             message("mike", "3"),
             message("mike", "4"),
             message("nina", "5"),
         ];
-        let enqueued = boxes.enqueue_all(&batch).unwrap();
-        let contents: Vec<&str> = enqueued
-            .envelopes
-            .iter()
-            .map(|envelope| envelope.content.as_str())
-            .collect();
-        assert_eq!(contents, ["1", "2", "3"]);
+        let enqueued = boxes.enqueue_all(batch).await.unwrap();
+        assert_eq!(enqueued.ids.end - enqueued.ids.start, 3, "1, 2 and 3");
         assert_eq!(
             enqueued.refused,
             Some(MailboxError::Full {
@@ -521,7 +567,7 @@ mod tests {
         let timed_out =
             tokio::time::timeout(Duration::from_secs(1), boxes.take("mike", &mut None)).await;
         assert!(timed_out.is_err());
-        boxes.enqueue("jack", "mike", "kept").unwrap();
+        boxes.enqueue("jack", "mike", "kept").await.unwrap();
         assert_eq!(boxes.waiting("mike").unwrap(), 1);
     }
 }

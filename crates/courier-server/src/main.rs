@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::Parser;
 use courier_server::auth::TokenStore;
 use courier_server::{Config, Limits, TlsFiles};
-use tracing_subscriber::EnvFilter;
 
 /// Serves the Courier gRPC services (hello, message queue, chat) with health and reflection.
 #[derive(Debug, Parser)]
@@ -134,13 +133,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("COURIER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let _log_writer = courier_server::logging::init();
 
     let secure = args.tls_cert.is_some() && args.tokens.is_some();
     if !args.listen.ip().is_loopback() && !secure && !args.insecure {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{KeyAndValueRef, MetadataMap, MetadataValue};
@@ -126,18 +125,11 @@ fn validate_user(field: &str, user: &str) -> Result<(), CourierError> {
     Ok(())
 }
 
-/// A message a client asked to send, validated.
-#[derive(Debug, PartialEq, Eq)]
-struct Outgoing {
-    from: String,
-    to: String,
-    content: String,
-}
-
+/// A message a client asked to send, validated: the store's [`NewMessage`].
 fn validate_message(
     message: Option<Message>,
     caller: Option<&str>,
-) -> Result<Outgoing, CourierError> {
+) -> Result<NewMessage, CourierError> {
     let message = message.ok_or_else(|| CourierError::invalid("message", "is required"))?;
     validate_user("message.from", &message.from)?;
     validate_user("message.to", &message.to)?;
@@ -168,52 +160,74 @@ fn validate_message(
             message.from
         )));
     }
-    Ok(Outgoing {
+    Ok(NewMessage {
         from: message.from,
         to: message.to,
         content: message.content,
     })
 }
 
-/// Messages of one SendMessage stream committed together, at most: one fsync for all of them
-/// with the durable store.
-const SEND_BATCH: usize = 64;
+/// Messages of one SendMessage or Chat stream committed together, at most. With the durable
+/// store, one fsync covers them, and whatever other streams commit at the same time.
+const SEND_BATCH: usize = 256;
 
-/// Queues `batch` in one commit and empties it, adding what was queued to `count`. A full
-/// recipient queue refuses its message and the rest, after the ones before it were queued.
-fn commit(
+/// Queues `batch` in one commit, adding what was queued to `count`. A full recipient queue
+/// refuses its message and the rest, after the ones before it were queued.
+async fn commit(
     mailboxes: &Mailboxes,
-    batch: &mut Vec<Outgoing>,
+    batch: Vec<NewMessage>,
     count: &mut u64,
 ) -> Result<(), CourierError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let messages: Vec<NewMessage<'_>> = batch
-        .iter()
-        .map(|outgoing| NewMessage {
-            from: &outgoing.from,
-            to: &outgoing.to,
-            content: &outgoing.content,
-        })
-        .collect();
-    let enqueued = mailboxes.enqueue_all(&messages)?;
-    *count += enqueued.envelopes.len() as u64;
-    batch.clear();
+    let enqueued = mailboxes.enqueue_all(batch).await?;
+    *count += enqueued.ids.end - enqueued.ids.start;
     match enqueued.refused {
         Some(refused) => Err(refused.into()),
         None => Ok(()),
     }
 }
 
-/// Validates a message a client sends and queues it for its recipient.
-fn accept(
-    mailboxes: &Mailboxes,
-    message: Option<Message>,
+/// How reading a batch of a client's messages ended.
+enum BatchEnd {
+    /// The batch is full, or nothing more has arrived yet.
+    More,
+    /// The client half-closed its stream.
+    Finished,
+    /// This message broke the rules; the batch holds the ones before it.
+    Invalid(CourierError),
+    /// The client's stream failed (reset, broken frame).
+    Failed(Status),
+}
+
+/// Waits for the client's next message, then takes the ones that have already arrived too, up
+/// to [`SEND_BATCH`], validating each. Cancel-safe: it only waits before the first message.
+async fn read_batch<T>(
+    stream: &mut Streaming<T>,
     caller: Option<&str>,
-) -> Result<Envelope, CourierError> {
-    let outgoing = validate_message(message, caller)?;
-    Ok(mailboxes.enqueue(&outgoing.from, &outgoing.to, &outgoing.content)?)
+    message_of: fn(T) -> Option<Message>,
+) -> (Vec<NewMessage>, BatchEnd) {
+    let mut batch = Vec::new();
+    let mut next = Some(stream.message().await);
+    let end = loop {
+        match next {
+            None => break BatchEnd::More,
+            Some(Ok(Some(request))) => match validate_message(message_of(request), caller) {
+                Ok(message) => {
+                    batch.push(message);
+                    if batch.len() == SEND_BATCH {
+                        break BatchEnd::More;
+                    }
+                    next = stream.message().now_or_never();
+                }
+                Err(error) => break BatchEnd::Invalid(error),
+            },
+            Some(Ok(None)) => break BatchEnd::Finished,
+            Some(Err(status)) => break BatchEnd::Failed(status),
+        }
+    };
+    (batch, end)
 }
 
 fn validate_after_id(after_id: &str) -> Result<Option<u64>, CourierError> {
@@ -307,7 +321,9 @@ fn final_status(outcome: Result<(), CourierError>, count: u64) -> Status {
 
 #[tonic::async_trait]
 impl SayHelloService for Courier {
-    #[tracing::instrument(skip_all)]
+    // At debug: the `rpc` span of the trace layer already names the call, and a second span at
+    // info measurably slowed unary calls (BENCHMARKS.md).
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn hello(
         &self,
         request: Request<HelloRequest>,
@@ -373,55 +389,31 @@ impl MessageService for Courier {
         let caller = caller(&request)?;
         let metadata = request.metadata().clone();
         let mut stream = request.into_inner();
-        let mut batch: Vec<Outgoing> = Vec::new();
         let mut count: u64 = 0;
-        // What has arrived is validated at once and committed in batches: when the batch is
-        // full, when the next message is not there yet, and before any answer.
+        // What has arrived is validated at once and committed in batches; everything before a
+        // bad message, a full queue or a failed stream stays queued.
         loop {
-            let next = if batch.is_empty() {
-                Some(stream.message().await)
-            } else {
-                stream.message().now_or_never()
+            let (batch, end) = read_batch(
+                &mut stream,
+                caller.as_deref(),
+                |request: SendMessageRequest| request.message,
+            )
+            .await;
+            let committed = commit(&self.mailboxes, batch, &mut count).await;
+            let error = match (committed, end) {
+                (Ok(()), BatchEnd::More) => continue,
+                (Ok(()), BatchEnd::Finished) => break,
+                // The client failed mid-stream: pass its error on.
+                (Ok(()), BatchEnd::Failed(status)) => return Err(status),
+                (Err(error), _) | (Ok(()), BatchEnd::Invalid(error)) => error,
             };
-            let outcome = match next {
-                // Nothing more has arrived yet: commit what has.
-                None => commit(&self.mailboxes, &mut batch, &mut count).map(|()| true),
-                Some(Ok(Some(request))) => {
-                    match validate_message(request.message, caller.as_deref()) {
-                        Ok(outgoing) => {
-                            batch.push(outgoing);
-                            if batch.len() < SEND_BATCH {
-                                continue;
-                            }
-                            commit(&self.mailboxes, &mut batch, &mut count).map(|()| true)
-                        }
-                        // What came before the bad message stays: commit it, then refuse.
-                        Err(error) => {
-                            commit(&self.mailboxes, &mut batch, &mut count).and(Err(error))
-                        }
-                    }
-                }
-                Some(Ok(None)) => commit(&self.mailboxes, &mut batch, &mut count).map(|()| false),
-                // The client failed mid-stream: keep what fully arrived, then pass its error on.
-                Some(Err(status)) => {
-                    commit(&self.mailboxes, &mut batch, &mut count)?;
-                    return Err(status);
-                }
-            };
-            match outcome {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(error) => {
-                    tracing::warn!(%error, queued = count, "rejected a message; the stream ends");
-                    let text =
-                        format!("{error} ({count} earlier messages of this stream were queued)");
-                    return Err(Status::with_metadata(
-                        error.code(),
-                        text,
-                        count_trailer(count),
-                    ));
-                }
-            }
+            tracing::warn!(%error, queued = count, "rejected a message; the stream ends");
+            let text = format!("{error} ({count} earlier messages of this stream were queued)");
+            return Err(Status::with_metadata(
+                error.code(),
+                text,
+                count_trailer(count),
+            ));
         }
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         Ok(respond(&metadata, SendMessageResponse { count }))
@@ -540,36 +532,35 @@ async fn relay(
             biased;
             () = sender.closed() => return,
             () = shutdown.cancelled() => break Err(CourierError::ShuttingDown),
-            incoming = inbound.next() => match incoming {
-                Some(Ok(request)) => match accept(&mailboxes, request.message, Some(&user)) {
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "rejected a chat message; the stream ends");
-                        break Err(error);
+            (batch, end) = read_batch(&mut inbound, Some(&user), |request: ChatRequest| request.message) => {
+                let mut queued = 0;
+                let error = match (commit(&mailboxes, batch, &mut queued).await, end) {
+                    (Ok(()), BatchEnd::More) => continue,
+                    (Err(error), _) | (Ok(()), BatchEnd::Invalid(error)) => error,
+                    // The client reset or sent a broken frame: its stream is over.
+                    (Ok(()), BatchEnd::Failed(status)) => {
+                        tracing::debug!(%status, "chat inbound failed");
+                        return;
                     }
-                },
-                // The client half-closed: deliver what is due, then end.
-                None => {
-                    let drained = loop {
-                        let taken = match mailboxes.try_take(&user, &mut no_replay) {
-                            Ok(Some(taken)) => taken,
-                            Ok(None) => break Ok(()),
-                            Err(error) => break Err(error.into()),
+                    // The client half-closed: deliver what is due, then end.
+                    (Ok(()), BatchEnd::Finished) => {
+                        break loop {
+                            let taken = match mailboxes.try_take(&user, &mut no_replay) {
+                                Ok(Some(taken)) => taken,
+                                Ok(None) => break Ok(()),
+                                Err(error) => break Err(error.into()),
+                            };
+                            let response = chat_response(&taken.envelope);
+                            match hand_over(&mailboxes, &sender, taken, response).await {
+                                Ok(true) => count += 1,
+                                Ok(false) => return,
+                                Err(error) => break Err(error),
+                            }
                         };
-                        let response = chat_response(&taken.envelope);
-                        match hand_over(&mailboxes, &sender, taken, response).await {
-                            Ok(true) => count += 1,
-                            Ok(false) => return,
-                            Err(error) => break Err(error),
-                        }
-                    };
-                    break drained;
-                }
-                // The client reset or sent a broken frame: its stream is over.
-                Some(Err(status)) => {
-                    tracing::debug!(%status, "chat inbound failed");
-                    return;
-                }
+                    }
+                };
+                tracing::warn!(%error, "rejected a chat message; the stream ends");
+                break Err(error);
             },
             taken = mailboxes.take(&user, &mut no_replay) => {
                 let taken = match taken {
@@ -612,7 +603,7 @@ mod tests {
     fn valid_messages_pass() {
         assert_eq!(
             validate_message(message("jack", "mike", "hi"), Some("jack")),
-            Ok(Outgoing {
+            Ok(NewMessage {
                 from: "jack".into(),
                 to: "mike".into(),
                 content: "hi".into()
@@ -659,8 +650,8 @@ mod tests {
     async fn a_message_that_cannot_be_written_goes_back_to_the_queue() {
         let store = Arc::new(crate::store::MemoryStore::default());
         let mailboxes = Mailboxes::new(store, 10);
-        mailboxes.enqueue("jack", "mike", "first").unwrap();
-        mailboxes.enqueue("jack", "mike", "second").unwrap();
+        mailboxes.enqueue("jack", "mike", "first").await.unwrap();
+        mailboxes.enqueue("jack", "mike", "second").await.unwrap();
         let (sender, receiver) = mpsc::channel(1);
         drop(receiver);
         let taken = mailboxes.take("mike", &mut None).await.unwrap();
@@ -750,7 +741,7 @@ mod tests {
                 match outcome {
                     Ok(outgoing) => {
                         prop_assert!(follows_rules && allowed);
-                        prop_assert_eq!(outgoing, Outgoing { from, to, content });
+                        prop_assert_eq!(outgoing, NewMessage { from, to, content });
                     }
                     Err(CourierError::PermissionDenied(_)) => prop_assert!(follows_rules && !allowed),
                     Err(CourierError::InvalidArgument { .. }) => prop_assert!(!follows_rules),

@@ -7,11 +7,15 @@
 //! from any id it still has.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use crate::mailbox::Envelope;
 
@@ -26,39 +30,26 @@ impl StoreError {
     }
 }
 
-/// A message to append: sender, recipient, text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NewMessage<'a> {
+/// A message to append: sender, recipient, text. It moves into the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
     /// Sender's user name.
-    pub from: &'a str,
+    pub from: String,
     /// Recipient's user name: the log it goes to.
-    pub to: &'a str,
+    pub to: String,
     /// The text.
-    pub content: &'a str,
+    pub content: String,
 }
+
+/// An append under way; it answers the ids the messages got, in order, once they are stored.
+pub type Appending = BoxFuture<'static, Result<Range<u64>, StoreError>>;
 
 /// Persistence of message logs and delivery cursors.
 pub trait Store: Send + Sync + 'static {
     /// Appends messages to their recipients' logs under the next ids, in order, all or none.
-    /// Once this returns, they survive a crash of the process (for durable stores); a batch
-    /// costs one commit, however many messages it holds.
-    fn append_all(
-        &self,
-        messages: &[NewMessage<'_>],
-        sent_at: SystemTime,
-    ) -> Result<Vec<Envelope>, StoreError>;
-
-    /// Appends one message (see [`Store::append_all`]).
-    fn append(
-        &self,
-        from: &str,
-        to: &str,
-        content: &str,
-        sent_at: SystemTime,
-    ) -> Result<Envelope, StoreError> {
-        let mut appended = self.append_all(&[NewMessage { from, to, content }], sent_at)?;
-        Ok(appended.pop().expect("one message in, one out"))
-    }
+    /// Once the answer comes, they survive a crash of the process (for durable stores).
+    /// Appends made at the same time may share one commit, however many messages they hold.
+    fn append_all(&self, messages: Vec<NewMessage>, sent_at: SystemTime) -> Appending;
     /// Up to `limit` messages of `user`'s log with an id above `after`, in id order.
     fn read_after(&self, user: &str, after: u64, limit: usize)
     -> Result<Vec<Envelope>, StoreError>;
@@ -66,11 +57,14 @@ pub trait Store: Send + Sync + 'static {
     fn count_after(&self, user: &str, after: u64) -> Result<usize, StoreError>;
     /// The id up to which `user` has been delivered; 0 when nothing was.
     fn cursor(&self, user: &str) -> Result<u64, StoreError>;
-    /// Moves `user`'s cursor to `id` if that is forward.
+    /// Moves `user`'s cursor to `id` if that is forward. Never waits for the disk: the move may
+    /// become durable later (with the next commit, or [`Store::flush`]), so a crash repeats
+    /// deliveries, never skips one.
     fn advance_cursor(&self, user: &str, id: u64) -> Result<(), StoreError>;
-    /// Removes the messages sent before `cutoff`; answers how many.
+    /// Removes the messages sent before `cutoff`; answers how many. May wait for the disk.
     fn prune(&self, cutoff: SystemTime) -> Result<usize, StoreError>;
-    /// Makes everything written so far durable, cursor moves included (at shutdown).
+    /// Makes everything written so far durable, cursor moves included (at shutdown). May wait
+    /// for the disk.
     fn flush(&self) -> Result<(), StoreError>;
 }
 
@@ -81,6 +75,14 @@ fn to_parts(time: SystemTime) -> (u64, u32) {
 
 fn from_parts(seconds: u64, nanos: u32) -> SystemTime {
     UNIX_EPOCH + Duration::new(seconds, nanos)
+}
+
+/// Locks `mutex`; every update under the store's locks is a single insert or removal, so a
+/// panic elsewhere cannot leave one half-done.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 // === in memory ===
@@ -100,37 +102,32 @@ struct MemoryState {
 
 impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
 impl Store for MemoryStore {
-    fn append_all(
-        &self,
-        messages: &[NewMessage<'_>],
-        sent_at: SystemTime,
-    ) -> Result<Vec<Envelope>, StoreError> {
+    fn append_all(&self, messages: Vec<NewMessage>, sent_at: SystemTime) -> Appending {
         let mut state = self.lock();
-        let mut appended = Vec::with_capacity(messages.len());
-        for message in messages {
+        let first = state.last_id + 1;
+        for NewMessage { from, to, content } in messages {
             state.last_id += 1;
+            let id = state.last_id;
+            let log = match state.logs.get_mut(&to) {
+                Some(log) => log,
+                None => state.logs.entry(to.clone()).or_default(),
+            };
             let envelope = Envelope {
-                id: state.last_id,
-                from: message.from.to_owned(),
-                to: message.to.to_owned(),
-                content: message.content.to_owned(),
+                id,
+                from,
+                to,
+                content,
                 sent_at,
             };
-            state
-                .logs
-                .entry(message.to.to_owned())
-                .or_default()
-                .insert(envelope.id, envelope.clone());
-            appended.push(envelope);
+            log.insert(id, envelope);
         }
-        Ok(appended)
+        let ids = first..state.last_id + 1;
+        std::future::ready(Ok(ids)).boxed()
     }
 
     fn read_after(
@@ -198,15 +195,44 @@ const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAST_ID: &str = "last_id";
 
-/// The embedded, crash-safe store: a redb database file. Every append (of one message or a
-/// batch) is one transaction, committed durably (fsync) before the call returns; cursor moves
-/// ride on the next append.
+/// The embedded, crash-safe store: a redb database file.
+///
+/// One writer thread makes every write: it takes all the appends waiting, writes them in one
+/// transaction and commits it durably (fsync) before answering any of them (group commit), so
+/// concurrent streams share commits and no async task ever waits on the disk. Cursor moves are
+/// kept in memory and written with the next transaction.
 pub struct RedbStore {
-    db: redb::Database,
+    db: Arc<redb::Database>,
+    /// Cursor moves not written yet: user → id.
+    moved_cursors: Arc<Mutex<HashMap<String, u64>>>,
+    /// To the writer thread; `None` once dropped.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Work for the writer thread.
+enum Job {
+    /// Append messages, answer their ids once durable.
+    Append(PendingAppend),
+    /// Write the cursor moves made so far (not durably by itself).
+    Cursors,
+    /// Make everything so far durable, then answer.
+    Flush(mpsc::Sender<Result<(), StoreError>>),
+}
+
+/// An append waiting for the writer.
+struct PendingAppend {
+    messages: Vec<NewMessage>,
+    sent_at: SystemTime,
+    answer: oneshot::Sender<Result<Range<u64>, StoreError>>,
+}
+
+/// Messages one commit takes at most: a bound on a transaction's size and on the wait of the
+/// appends queued behind it.
+const MAX_COMMIT: usize = 4096;
+
 impl RedbStore {
-    /// Opens (or creates) the database `courier.redb` in `dir`.
+    /// Opens (or creates) the database `courier.redb` in `dir` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::from_any)?;
         let db = redb::Database::create(dir.join("courier.redb")).map_err(StoreError::from_any)?;
@@ -218,19 +244,132 @@ impl RedbStore {
             write.open_table(META).map_err(StoreError::from_any)?;
         }
         write.commit().map_err(StoreError::from_any)?;
-        Ok(Self { db })
+        let db = Arc::new(db);
+        let moved_cursors = Arc::new(Mutex::new(HashMap::new()));
+        let (jobs, queue) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("courier-store".into())
+            .spawn({
+                let writer = Writer {
+                    db: Arc::clone(&db),
+                    moved_cursors: Arc::clone(&moved_cursors),
+                };
+                move || writer.run(&queue)
+            })
+            .map_err(StoreError::from_any)?;
+        Ok(Self {
+            db,
+            moved_cursors,
+            jobs: Some(jobs),
+            writer: Some(writer),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(|| StoreError("the store's writer has stopped".into()))
     }
 }
 
-impl Store for RedbStore {
-    fn append_all(
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // The writer makes the last cursor moves durable and stops once its queue is closed;
+        // waiting for it releases the database file before anyone reopens it.
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread's side of a [`RedbStore`].
+struct Writer {
+    db: Arc<redb::Database>,
+    moved_cursors: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// One group of jobs, written in one transaction.
+#[derive(Default)]
+struct Group {
+    appends: Vec<PendingAppend>,
+    messages: usize,
+    flushes: Vec<mpsc::Sender<Result<(), StoreError>>>,
+}
+
+impl Writer {
+    fn run(&self, queue: &mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut group = Group::default();
+            let mut next = Some(first);
+            // Everything already waiting joins this commit, up to MAX_COMMIT messages.
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Append(append) => {
+                        group.messages += append.messages.len();
+                        group.appends.push(append);
+                    }
+                    Job::Cursors => {}
+                    Job::Flush(answer) => group.flushes.push(answer),
+                }
+                if group.messages < MAX_COMMIT {
+                    next = queue.try_recv().ok();
+                }
+            }
+            let durable = !group.appends.is_empty() || !group.flushes.is_empty();
+            self.commit(group, durable);
+        }
+        // The store was dropped: make the last cursor moves durable.
+        self.commit(Group::default(), true);
+    }
+
+    /// Writes `group` and the cursor moves in one transaction and answers each job.
+    fn commit(&self, group: Group, durable: bool) {
+        let cursors = std::mem::take(&mut *lock(&self.moved_cursors));
+        match self.write(&group, &cursors, durable) {
+            Ok(ids) => {
+                for (append, ids) in group.appends.into_iter().zip(ids) {
+                    let _ = append.answer.send(Ok(ids));
+                }
+                for answer in group.flushes {
+                    let _ = answer.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "the message store could not commit");
+                // The cursor moves are tried again with the next commit.
+                let mut moved = lock(&self.moved_cursors);
+                for (user, id) in cursors {
+                    let cursor = moved.entry(user).or_default();
+                    *cursor = (*cursor).max(id);
+                }
+                for append in group.appends {
+                    let _ = append.answer.send(Err(error.clone()));
+                }
+                for answer in group.flushes {
+                    let _ = answer.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// One transaction: the appends in order, each under the next ids, and the cursor moves.
+    fn write(
         &self,
-        messages: &[NewMessage<'_>],
-        sent_at: SystemTime,
-    ) -> Result<Vec<Envelope>, StoreError> {
-        let (seconds, nanos) = to_parts(sent_at);
-        let write = self.db.begin_write().map_err(StoreError::from_any)?;
-        let mut appended = Vec::with_capacity(messages.len());
+        group: &Group,
+        cursors: &HashMap<String, u64>,
+        durable: bool,
+    ) -> Result<Vec<Range<u64>>, StoreError> {
+        let mut write = self.db.begin_write().map_err(StoreError::from_any)?;
+        if !durable {
+            // Cursor moves alone wait for the next durable commit: a crash before it repeats
+            // deliveries, it never skips one.
+            write
+                .set_durability(redb::Durability::None)
+                .map_err(StoreError::from_any)?;
+        }
+        let mut assigned = Vec::with_capacity(group.appends.len());
         {
             // The last id is kept apart from the messages: ids never repeat, even after pruning.
             let mut meta = write.open_table(META).map_err(StoreError::from_any)?;
@@ -240,29 +379,62 @@ impl Store for RedbStore {
                 .map_or(0, |id| id.value());
             let mut by_id = write.open_table(BY_ID).map_err(StoreError::from_any)?;
             let mut table = write.open_table(MESSAGES).map_err(StoreError::from_any)?;
-            for message in messages {
-                id += 1;
-                by_id
-                    .insert(id, (message.to, seconds))
-                    .map_err(StoreError::from_any)?;
-                table
-                    .insert(
-                        (message.to, id),
-                        (message.from, message.content, seconds, nanos),
-                    )
-                    .map_err(StoreError::from_any)?;
-                appended.push(Envelope {
-                    id,
-                    from: message.from.to_owned(),
-                    to: message.to.to_owned(),
-                    content: message.content.to_owned(),
-                    sent_at: from_parts(seconds, nanos),
-                });
+            for append in &group.appends {
+                let (seconds, nanos) = to_parts(append.sent_at);
+                let first = id + 1;
+                for message in &append.messages {
+                    id += 1;
+                    by_id
+                        .insert(id, (message.to.as_str(), seconds))
+                        .map_err(StoreError::from_any)?;
+                    table
+                        .insert(
+                            (message.to.as_str(), id),
+                            (
+                                message.from.as_str(),
+                                message.content.as_str(),
+                                seconds,
+                                nanos,
+                            ),
+                        )
+                        .map_err(StoreError::from_any)?;
+                }
+                assigned.push(first..id + 1);
             }
             meta.insert(LAST_ID, id).map_err(StoreError::from_any)?;
+            let mut stored = write.open_table(CURSORS).map_err(StoreError::from_any)?;
+            for (user, id) in cursors {
+                let current = stored
+                    .get(user.as_str())
+                    .map_err(StoreError::from_any)?
+                    .map_or(0, |id| id.value());
+                if *id > current {
+                    stored
+                        .insert(user.as_str(), *id)
+                        .map_err(StoreError::from_any)?;
+                }
+            }
         }
         write.commit().map_err(StoreError::from_any)?;
-        Ok(appended)
+        Ok(assigned)
+    }
+}
+
+impl Store for RedbStore {
+    fn append_all(&self, messages: Vec<NewMessage>, sent_at: SystemTime) -> Appending {
+        let (answer, answered) = oneshot::channel();
+        let sent = self.send(Job::Append(PendingAppend {
+            messages,
+            sent_at,
+            answer,
+        }));
+        async move {
+            sent?;
+            answered
+                .await
+                .map_err(|_| StoreError("the store's writer has stopped".into()))?
+        }
+        .boxed()
     }
 
     fn read_after(
@@ -303,32 +475,29 @@ impl Store for RedbStore {
     }
 
     fn cursor(&self, user: &str) -> Result<u64, StoreError> {
+        let moved = lock(&self.moved_cursors).get(user).copied().unwrap_or(0);
         let read = self.db.begin_read().map_err(StoreError::from_any)?;
         let cursors = read.open_table(CURSORS).map_err(StoreError::from_any)?;
-        Ok(cursors
+        let stored = cursors
             .get(user)
             .map_err(StoreError::from_any)?
-            .map_or(0, |id| id.value()))
+            .map_or(0, |id| id.value());
+        Ok(moved.max(stored))
     }
 
     fn advance_cursor(&self, user: &str, id: u64) -> Result<(), StoreError> {
-        let mut write = self.db.begin_write().map_err(StoreError::from_any)?;
-        // No fsync of its own: the next append's commit makes it durable. A crash before that
-        // repeats deliveries (the cursor lags), it never skips one.
-        write
-            .set_durability(redb::Durability::None)
-            .map_err(StoreError::from_any)?;
-        {
-            let mut cursors = write.open_table(CURSORS).map_err(StoreError::from_any)?;
-            let current = cursors
-                .get(user)
-                .map_err(StoreError::from_any)?
-                .map_or(0, |id| id.value());
-            if id > current {
-                cursors.insert(user, id).map_err(StoreError::from_any)?;
-            }
+        let first_move = {
+            let mut moved = lock(&self.moved_cursors);
+            let first_move = moved.is_empty();
+            let cursor = moved.entry(user.to_owned()).or_default();
+            *cursor = (*cursor).max(id);
+            first_move
+        };
+        // One wake-up for all the moves made before the writer gets to them.
+        if first_move {
+            self.send(Job::Cursors)?;
         }
-        write.commit().map_err(StoreError::from_any)
+        Ok(())
     }
 
     fn prune(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
@@ -363,9 +532,11 @@ impl Store for RedbStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        // An empty durable commit also makes the earlier non-durable ones durable.
-        let write = self.db.begin_write().map_err(StoreError::from_any)?;
-        write.commit().map_err(StoreError::from_any)
+        let (answer, answered) = mpsc::channel();
+        self.send(Job::Flush(answer))?;
+        answered
+            .recv()
+            .map_err(|_| StoreError("the store's writer has stopped".into()))?
     }
 }
 
@@ -373,12 +544,36 @@ impl Store for RedbStore {
 mod tests {
     use super::*;
 
+    fn message(from: &str, to: &str, content: &str) -> NewMessage {
+        NewMessage {
+            from: from.into(),
+            to: to.into(),
+            content: content.into(),
+        }
+    }
+
+    /// Appends one message and answers it as stored.
+    async fn append(store: &dyn Store, to: &str, content: &str, sent_at: SystemTime) -> Envelope {
+        let ids = store
+            .append_all(vec![message("jack", to, content)], sent_at)
+            .await
+            .unwrap();
+        assert_eq!(ids.end - ids.start, 1, "one message, one id");
+        Envelope {
+            id: ids.start,
+            from: "jack".into(),
+            to: to.into(),
+            content: content.into(),
+            sent_at,
+        }
+    }
+
     /// The behaviour every store must have, run against each.
-    fn check_store(store: &dyn Store) {
+    async fn check_store(store: &dyn Store) {
         let at = |seconds| UNIX_EPOCH + Duration::from_secs(seconds);
-        let first = store.append("jack", "mike", "one", at(100)).unwrap();
-        let second = store.append("jack", "mike", "two", at(200)).unwrap();
-        let other = store.append("mike", "jack", "hi", at(200)).unwrap();
+        let first = append(store, "mike", "one", at(100)).await;
+        let second = append(store, "mike", "two", at(200)).await;
+        let other = append(store, "jack", "hi", at(200)).await;
         assert!(first.id < second.id && second.id < other.id);
         assert_eq!(
             store.read_after("mike", 0, 10).unwrap(),
@@ -404,6 +599,8 @@ mod tests {
             first.id,
             "cursors never move back"
         );
+        store.flush().unwrap();
+        assert_eq!(store.cursor("mike").unwrap(), first.id, "nor when written");
 
         assert_eq!(store.prune(at(150)).unwrap(), 1);
         assert_eq!(store.read_after("mike", 0, 10).unwrap(), [second]);
@@ -411,33 +608,16 @@ mod tests {
             store.read_after("jack", 0, 10).unwrap(),
             std::slice::from_ref(&other)
         );
-        let next = store.append("jack", "mike", "three", at(300)).unwrap();
+        let next = append(store, "mike", "three", at(300)).await;
         assert!(next.id > other.id, "ids never repeat");
 
-        let batch = [
-            NewMessage {
-                from: "jack",
-                to: "mike",
-                content: "four",
-            },
-            NewMessage {
-                from: "jack",
-                to: "nina",
-                content: "for nina",
-            },
-            NewMessage {
-                from: "jack",
-                to: "mike",
-                content: "five",
-            },
+        let batch = vec![
+            message("jack", "mike", "four"),
+            message("jack", "nina", "for nina"),
+            message("jack", "mike", "five"),
         ];
-        let appended = store.append_all(&batch, at(400)).unwrap();
-        let ids: Vec<u64> = appended.iter().map(|envelope| envelope.id).collect();
-        assert_eq!(
-            ids,
-            [next.id + 1, next.id + 2, next.id + 3],
-            "one id each, in order"
-        );
+        let ids = store.append_all(batch, at(400)).await.unwrap();
+        assert_eq!(ids, next.id + 1..next.id + 4, "one id each, in order");
         let mike: Vec<String> = store
             .read_after("mike", next.id, 10)
             .unwrap()
@@ -445,31 +625,32 @@ mod tests {
             .map(|e| e.content)
             .collect();
         assert_eq!(mike, ["four", "five"]);
+        let nina = store.read_after("nina", 0, 10).unwrap();
+        assert_eq!(nina.len(), 1);
         assert_eq!(
-            store.read_after("nina", 0, 10).unwrap(),
-            [appended[1].clone()]
+            (nina[0].id, nina[0].content.as_str()),
+            (next.id + 2, "for nina")
         );
     }
 
-    #[test]
-    fn the_memory_store_keeps_logs_and_cursors() {
-        check_store(&MemoryStore::default());
+    #[tokio::test]
+    async fn the_memory_store_keeps_logs_and_cursors() {
+        check_store(&MemoryStore::default()).await;
     }
 
-    #[test]
-    fn the_redb_store_keeps_logs_and_cursors() {
+    #[tokio::test]
+    async fn the_redb_store_keeps_logs_and_cursors() {
         let dir = tempfile::tempdir().unwrap();
-        check_store(&RedbStore::open(dir.path()).unwrap());
+        check_store(&RedbStore::open(dir.path()).unwrap()).await;
     }
 
-    #[test]
-    fn the_redb_store_survives_reopening() {
+    #[tokio::test]
+    async fn the_redb_store_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let sent = {
             let store = RedbStore::open(dir.path()).unwrap();
-            let sent = store
-                .append("jack", "mike", "kept", SystemTime::now())
-                .unwrap();
+            let sent = append(&store, "mike", "kept", SystemTime::now()).await;
+            // Not flushed: closing the store writes it.
             store.advance_cursor("jack", 7).unwrap();
             sent
         };
@@ -479,12 +660,40 @@ mod tests {
             std::slice::from_ref(&sent)
         );
         assert_eq!(store.cursor("jack").unwrap(), 7);
-        assert!(
-            store
-                .append("jack", "mike", "next", SystemTime::now())
-                .unwrap()
-                .id
-                > sent.id
-        );
+        assert!(append(&store, "mike", "next", SystemTime::now()).await.id > sent.id);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_to_the_redb_store_get_distinct_ids_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let appends = (0..16).map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let batch = (0..10)
+                    .map(|n| message("jack", "mike", &format!("{writer}-{n}")))
+                    .collect();
+                store.append_all(batch, SystemTime::now()).await.unwrap()
+            })
+        });
+        let mut ids: Vec<u64> = Vec::new();
+        for append in appends {
+            ids.extend(append.await.unwrap());
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=160).collect::<Vec<u64>>());
+        let stored = store.read_after("mike", 0, 1000).unwrap();
+        assert_eq!(stored.len(), 160);
+        // Each batch is contiguous and in order.
+        for envelope in &stored {
+            let (_, n) = envelope.content.split_once('-').unwrap();
+            let previous = stored.iter().find(|e| e.id + 1 == envelope.id);
+            if n != "0" {
+                assert_eq!(
+                    previous.map(|e| e.content.split_once('-').unwrap().0),
+                    envelope.content.split_once('-').map(|(writer, _)| writer)
+                );
+            }
+        }
     }
 }
