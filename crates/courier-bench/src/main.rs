@@ -226,15 +226,10 @@ async fn run(
             per_side: 2_000,
         },
     ];
-    // The durable store commits (fsyncs) a SendMessage batch at a time but every chat message
-    // on its own: Chat gets fewer messages to keep the run short.
     let durable_scenarios = [
         memory_scenarios[1],
         memory_scenarios[2],
-        Scenario::Chat {
-            pairs: 4,
-            per_side: 100,
-        },
+        memory_scenarios[3],
     ];
     let mut runs: Vec<(Scenario, Kind, bool)> = Vec::new();
     for scenario in memory_scenarios {

@@ -7,7 +7,7 @@
 //! from any id it still has.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
+use std::ops::{Bound, Range};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -187,8 +187,9 @@ impl Store for MemoryStore {
 /// (recipient, id) → (from, content, sent_at seconds, sent_at nanos).
 const MESSAGES: TableDefinition<(&str, u64), (&str, &str, u64, u32)> =
     TableDefinition::new("messages");
-/// id → (recipient, sent_at seconds): the messages in time order, for pruning.
-const BY_ID: TableDefinition<u64, (&str, u64)> = TableDefinition::new("messages_by_id");
+/// An index by id that pruning used before 0.2's server; dropped at open: one insert per
+/// message is half the writer's work.
+const LEGACY_BY_ID: TableDefinition<u64, (&str, u64)> = TableDefinition::new("messages_by_id");
 /// recipient → delivered-up-to id.
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 /// Counters: [`LAST_ID`].
@@ -239,7 +240,9 @@ impl RedbStore {
         let write = db.begin_write().map_err(StoreError::from_any)?;
         {
             write.open_table(MESSAGES).map_err(StoreError::from_any)?;
-            write.open_table(BY_ID).map_err(StoreError::from_any)?;
+            write
+                .delete_table(LEGACY_BY_ID)
+                .map_err(StoreError::from_any)?;
             write.open_table(CURSORS).map_err(StoreError::from_any)?;
             write.open_table(META).map_err(StoreError::from_any)?;
         }
@@ -318,6 +321,12 @@ impl Writer {
                 }
             }
             let durable = !group.appends.is_empty() || !group.flushes.is_empty();
+            tracing::trace!(
+                appends = group.appends.len(),
+                messages = group.messages,
+                durable,
+                "commit"
+            );
             self.commit(group, durable);
         }
         // The store was dropped: make the last cursor moves durable.
@@ -377,16 +386,12 @@ impl Writer {
                 .get(LAST_ID)
                 .map_err(StoreError::from_any)?
                 .map_or(0, |id| id.value());
-            let mut by_id = write.open_table(BY_ID).map_err(StoreError::from_any)?;
             let mut table = write.open_table(MESSAGES).map_err(StoreError::from_any)?;
             for append in &group.appends {
                 let (seconds, nanos) = to_parts(append.sent_at);
                 let first = id + 1;
                 for message in &append.messages {
                     id += 1;
-                    by_id
-                        .insert(id, (message.to.as_str(), seconds))
-                        .map_err(StoreError::from_any)?;
                     table
                         .insert(
                             (message.to.as_str(), id),
@@ -503,32 +508,46 @@ impl Store for RedbStore {
     fn prune(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
         let (cutoff_seconds, _) = to_parts(cutoff);
         let write = self.db.begin_write().map_err(StoreError::from_any)?;
-        let mut removed = Vec::new();
-        {
-            let mut by_id = write.open_table(BY_ID).map_err(StoreError::from_any)?;
-            // Ids grow with time, so the expired messages are a prefix of BY_ID.
-            for entry in by_id.iter().map_err(StoreError::from_any)? {
-                let (id, value) = entry.map_err(StoreError::from_any)?;
-                let (to, seconds) = value.value();
-                if seconds >= cutoff_seconds {
-                    break;
-                }
-                removed.push((to.to_owned(), id.value()));
-            }
-            for (_, id) in &removed {
-                by_id.remove(*id).map_err(StoreError::from_any)?;
-            }
-        }
+        let mut expired: Vec<(String, u64)> = Vec::new();
         {
             let mut messages = write.open_table(MESSAGES).map_err(StoreError::from_any)?;
-            for (to, id) in &removed {
+            // Ids grow with time, so each log's expired messages are a prefix of it. The logs are
+            // visited in turn, each found by seeking past the one before.
+            let mut previous: Option<String> = None;
+            loop {
+                let next = match &previous {
+                    None => messages.first(),
+                    Some(user) => messages
+                        .range::<(&str, u64)>((
+                            Bound::Excluded((user.as_str(), u64::MAX)),
+                            Bound::Unbounded,
+                        ))
+                        .and_then(|mut after| after.next().transpose()),
+                }
+                .map_err(StoreError::from_any)?;
+                let Some((key, _)) = next else { break };
+                let user = key.value().0.to_owned();
+                for entry in messages
+                    .range((user.as_str(), 0)..=(user.as_str(), u64::MAX))
+                    .map_err(StoreError::from_any)?
+                {
+                    let (key, value) = entry.map_err(StoreError::from_any)?;
+                    let (_, _, seconds, _) = value.value();
+                    if seconds >= cutoff_seconds {
+                        break;
+                    }
+                    expired.push((user.clone(), key.value().1));
+                }
+                previous = Some(user);
+            }
+            for (user, id) in &expired {
                 messages
-                    .remove((to.as_str(), *id))
+                    .remove((user.as_str(), *id))
                     .map_err(StoreError::from_any)?;
             }
         }
         write.commit().map_err(StoreError::from_any)?;
-        Ok(removed.len())
+        Ok(expired.len())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -602,8 +621,14 @@ mod tests {
         store.flush().unwrap();
         assert_eq!(store.cursor("mike").unwrap(), first.id, "nor when written");
 
-        assert_eq!(store.prune(at(150)).unwrap(), 1);
+        // Expired messages in two logs, on either side of a log with none.
+        append(store, "zed", "old", at(120)).await;
+        append(store, "zed", "new", at(200)).await;
+        assert_eq!(store.prune(at(150)).unwrap(), 2);
         assert_eq!(store.read_after("mike", 0, 10).unwrap(), [second]);
+        let zed = store.read_after("zed", 0, 10).unwrap();
+        assert_eq!(zed.len(), 1);
+        assert_eq!(zed[0].content, "new");
         assert_eq!(
             store.read_after("jack", 0, 10).unwrap(),
             std::slice::from_ref(&other)
