@@ -98,8 +98,9 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-/// Rounds of each scenario; the median one is reported.
-const ROUNDS: usize = 3;
+/// Rounds of each scenario; the median one is reported. Five, because single rounds on a shared
+/// 2-core machine range widely.
+const ROUNDS: usize = 5;
 
 fn row(
     report: &mut String,
@@ -199,7 +200,7 @@ async fn run(
     );
     let _ = writeln!(
         report,
-        "- Each scenario runs three rounds; a round measures the bare tonic baseline, then Courier, each in its own child process pinned to core 1 while the load generator runs on core 0. The row shows the round with the median **ratio** (Courier's rate over the baseline's) and all rounds' ratios. Server CPU is the server process's user and system time per call or message, Courier / baseline: the cost of the work itself, steadier than the rate. Latency columns are Courier / baseline in microseconds (unary: per call; ReceiveMessage: gap between messages; SendMessage: per call; Chat: send to arrival). RSS is the server's peak."
+        "- Each scenario runs five rounds; a round measures the bare tonic baseline, then Courier, each in its own child process pinned to core 1 while the load generator runs on core 0. The row shows the round with the median **ratio** (Courier's rate over the baseline's) and all rounds' ratios. Server CPU is the server process's user and system time per call or message, Courier / baseline: the cost of the work itself, steadier than the rate. Latency columns are Courier / baseline in microseconds (unary: per call; ReceiveMessage: gap between messages; SendMessage: per call; Chat: send to arrival). RSS is the server's peak."
     );
     let _ = writeln!(
         report,

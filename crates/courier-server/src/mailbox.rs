@@ -264,6 +264,10 @@ impl Mailboxes {
     ///
     /// Cancel-safe: dropping the future before it completes takes nothing.
     pub async fn take(&self, user: &str, replay: &mut Option<u64>) -> Result<Taken, MailboxError> {
+        // A backlog needs no wake-up registration.
+        if let Some(taken) = self.try_take(user, replay)? {
+            return Ok(taken);
+        }
         loop {
             let arrived = {
                 let mut claims = self.lock();
@@ -351,7 +355,11 @@ impl Mailboxes {
         claims: &'a mut HashMap<String, Claims>,
         user: &str,
     ) -> Result<&'a mut Claims, StoreError> {
-        let state = claims.entry(user.to_owned()).or_default();
+        // Looked up before inserting: `entry` would allocate the name on every call.
+        if !claims.contains_key(user) {
+            claims.insert(user.to_owned(), Claims::default());
+        }
+        let state = claims.get_mut(user).expect("inserted above");
         if !state.loaded {
             state.claimed_up_to = self.store.cursor(user)?;
             state.stored_cursor = state.claimed_up_to;
@@ -559,6 +567,42 @@ mod tests {
         );
         assert_eq!(boxes.waiting("mike").unwrap(), 2);
         assert_eq!(boxes.waiting("nina").unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_batches_cannot_overfill_a_queue_together() {
+        // The durable store answers appends from its writer thread, so both batches are checked
+        // against the cap while the other is still being written.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::RedbStore::open(dir.path()).unwrap());
+        let boxes = Arc::new(Mailboxes::new(store, 3));
+        let batch = |tag: &str| -> Vec<NewMessage> {
+            (0..2)
+                .map(|n| NewMessage {
+                    from: "jack".into(),
+                    to: "mike".into(),
+                    content: format!("{tag}{n}"),
+                })
+                .collect()
+        };
+        let first = tokio::spawn({
+            let boxes = Arc::clone(&boxes);
+            let batch = batch("a");
+            async move { boxes.enqueue_all(batch).await.unwrap() }
+        });
+        let second = tokio::spawn({
+            let boxes = Arc::clone(&boxes);
+            let batch = batch("b");
+            async move { boxes.enqueue_all(batch).await.unwrap() }
+        });
+        let (first, second) = (first.await.unwrap(), second.await.unwrap());
+        let queued = |enqueued: &Enqueued| enqueued.ids.end - enqueued.ids.start;
+        assert_eq!(queued(&first) + queued(&second), 3);
+        assert_eq!(
+            [first.refused.is_some(), second.refused.is_some()],
+            [false, true]
+        );
+        assert_eq!(boxes.waiting("mike").unwrap(), 3);
     }
 
     #[tokio::test(start_paused = true)]
