@@ -9,7 +9,7 @@
 //! A stream that resumes after an id first replays the log from there up to what has been
 //! claimed, then claims like the others. Nothing here knows about gRPC.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -58,14 +58,27 @@ pub struct Enqueued {
     pub refused: Option<MailboxError>,
 }
 
+/// Messages of a user's log read from the store at once for its streams.
+const READ_AHEAD: usize = 32;
+
 /// Deliveries between two writes of a user's cursor to the store.
 const CURSOR_STRIDE: u64 = 64;
 
-/// A message taken for a stream, to be [`Mailboxes::delivered`] or [`Mailboxes::undelivered`].
+/// A message taken for a stream: hand `envelope` over, then report `receipt` to
+/// [`Mailboxes::delivered`] or [`Mailboxes::undelivered`].
 #[derive(Debug)]
 pub struct Taken {
-    /// The message.
+    /// The message, the stream's to keep.
     pub envelope: Envelope,
+    /// What the mailboxes need back.
+    pub receipt: Receipt,
+}
+
+/// Which message was taken and how, so that its delivery (or not) can be recorded without
+/// keeping a copy of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    id: u64,
     /// Claimed from the queue (as opposed to replayed for a resuming stream).
     claimed: bool,
 }
@@ -79,8 +92,11 @@ struct Claims {
     claimed_up_to: u64,
     /// Claimed and not yet confirmed.
     outstanding: BTreeSet<u64>,
-    /// Outstanding claims handed back, served before the log.
-    returned: BTreeMap<u64, Envelope>,
+    /// Outstanding claims handed back, served (read again from the store) before the log.
+    returned: BTreeSet<u64>,
+    /// The log's next messages after `claimed_up_to`, read ahead in one store read: the log
+    /// after it only grows, so they stay its next ones until claimed (or pruned).
+    ahead: VecDeque<Envelope>,
     /// The delivery cursor as last written to the store.
     stored_cursor: u64,
     /// How many messages of the log lie after `claimed_up_to`, once counted: the queue cap is
@@ -232,21 +248,41 @@ impl Mailboxes {
             match next {
                 Some(envelope) if envelope.id <= state.claimed_up_to => {
                     *replay = Some(envelope.id);
-                    return Ok(Some(Taken {
-                        envelope,
+                    let receipt = Receipt {
+                        id: envelope.id,
                         claimed: false,
-                    }));
+                    };
+                    return Ok(Some(Taken { envelope, receipt }));
                 }
                 _ => *replay = None,
             }
         }
-        if let Some((_, envelope)) = state.returned.pop_first() {
-            return Ok(Some(Taken {
-                envelope,
-                claimed: true,
-            }));
+        while let Some(id) = state.returned.pop_first() {
+            let read = match self.store.read_after(user, id - 1, 1) {
+                Ok(mut read) => read.pop(),
+                Err(error) => {
+                    state.returned.insert(id);
+                    return Err(error.into());
+                }
+            };
+            match read {
+                Some(envelope) if envelope.id == id => {
+                    let receipt = Receipt { id, claimed: true };
+                    return Ok(Some(Taken { envelope, receipt }));
+                }
+                // Expired while it was out: there is nothing left to deliver.
+                _ => {
+                    state.outstanding.remove(&id);
+                }
+            }
         }
-        let Some(envelope) = self.store.read_after(user, state.claimed_up_to, 1)?.pop() else {
+        if state.ahead.is_empty() {
+            let next = self
+                .store
+                .read_after(user, state.claimed_up_to, READ_AHEAD)?;
+            state.ahead.extend(next);
+        }
+        let Some(envelope) = state.ahead.pop_front() else {
             return Ok(None);
         };
         state.claimed_up_to = envelope.id;
@@ -254,10 +290,11 @@ impl Mailboxes {
         if let Some(unclaimed) = state.unclaimed.as_mut() {
             *unclaimed -= 1;
         }
-        Ok(Some(Taken {
-            envelope,
+        let receipt = Receipt {
+            id: envelope.id,
             claimed: true,
-        }))
+        };
+        Ok(Some(Taken { envelope, receipt }))
     }
 
     /// Takes the next message for `user` (see [`Mailboxes::try_take`]), waiting for one.
@@ -284,17 +321,16 @@ impl Mailboxes {
         }
     }
 
-    /// Records that `taken` was handed to its stream. The delivery cursor moves up to the
-    /// oldest claim still outstanding; the move is made durable with the next append, so a crash
-    /// may repeat (never skip) a delivery.
-    pub fn delivered(&self, taken: Taken) -> Result<(), MailboxError> {
-        if !taken.claimed {
+    /// Records that the message of `receipt` was handed to `user`'s stream. The delivery cursor
+    /// moves up to the oldest claim still outstanding; the move is made durable with the next
+    /// commit, so a crash may repeat (never skip) a delivery.
+    pub fn delivered(&self, user: &str, receipt: Receipt) -> Result<(), MailboxError> {
+        if !receipt.claimed {
             return Ok(());
         }
-        let user = taken.envelope.to;
         let mut claims = self.lock();
-        let state = self.claims_of(&mut claims, &user)?;
-        state.outstanding.remove(&taken.envelope.id);
+        let state = self.claims_of(&mut claims, user)?;
+        state.outstanding.remove(&receipt.id);
         let cursor = state
             .outstanding
             .first()
@@ -302,20 +338,20 @@ impl Mailboxes {
         // Written every CURSOR_STRIDE deliveries and at shutdown, not for each: a cursor that
         // lags after a crash only repeats deliveries.
         if cursor >= state.stored_cursor + CURSOR_STRIDE {
-            self.store.advance_cursor(&user, cursor)?;
+            self.store.advance_cursor(user, cursor)?;
             state.stored_cursor = cursor;
         }
         Ok(())
     }
 
-    /// Hands back a message its stream could not take: it is served first again.
-    pub fn undelivered(&self, taken: Taken) {
-        if !taken.claimed {
+    /// Hands back a message `user`'s stream could not take: it is served first again.
+    pub fn undelivered(&self, user: &str, receipt: Receipt) {
+        if !receipt.claimed {
             return;
         }
         let mut claims = self.lock();
-        if let Ok(state) = self.claims_of(&mut claims, &taken.envelope.to) {
-            state.returned.insert(taken.envelope.id, taken.envelope);
+        if let Ok(state) = self.claims_of(&mut claims, user) {
+            state.returned.insert(receipt.id);
             state.arrived.notify_waiters();
         }
     }
@@ -325,7 +361,12 @@ impl Mailboxes {
         let cutoff = SystemTime::now()
             .checked_sub(retention)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        Ok(self.store.prune(cutoff)?)
+        let removed = self.store.prune(cutoff)?;
+        // What was read ahead may have expired.
+        for state in self.lock().values_mut() {
+            state.ahead.clear();
+        }
+        Ok(removed)
     }
 
     /// Makes every delivery recorded so far durable.
@@ -400,7 +441,7 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(taken) = take_now(&boxes, "mike") {
             seen.push(taken.envelope.content.clone());
-            boxes.delivered(taken).unwrap();
+            boxes.delivered("mike", taken.receipt).unwrap();
         }
         assert_eq!(seen, ["one", "two", "three"]);
         assert_eq!(boxes.waiting("mike").unwrap(), 0);
@@ -433,9 +474,28 @@ mod tests {
         boxes.enqueue("jack", "mike", "first").await.unwrap();
         boxes.enqueue("jack", "mike", "second").await.unwrap();
         let first = take_now(&boxes, "mike").unwrap();
-        boxes.undelivered(first);
+        boxes.undelivered("mike", first.receipt);
         assert_eq!(take_now(&boxes, "mike").unwrap().envelope.content, "first");
         assert_eq!(take_now(&boxes, "mike").unwrap().envelope.content, "second");
+    }
+
+    #[tokio::test]
+    async fn a_message_that_expired_while_out_is_not_served_again() {
+        let (store, boxes) = mailboxes(100);
+        boxes.enqueue("jack", "mike", "soon gone").await.unwrap();
+        // Read ahead with the first, and expired before anyone claims it.
+        let id = boxes.enqueue("jack", "mike", "also gone").await.unwrap();
+        let taken = take_now(&boxes, "mike").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(boxes.prune(Duration::from_millis(1)).unwrap(), 2);
+        boxes.undelivered("mike", taken.receipt);
+        assert!(take_now(&boxes, "mike").is_none());
+        boxes.flush().unwrap();
+        assert_eq!(
+            store.cursor("mike").unwrap(),
+            id - 1,
+            "the first is no longer outstanding; the second was never claimed"
+        );
     }
 
     #[tokio::test]
@@ -447,14 +507,14 @@ mod tests {
         }
         let a = take_now(&boxes, "mike").unwrap();
         let b = take_now(&boxes, "mike").unwrap();
-        boxes.delivered(b).unwrap();
+        boxes.delivered("mike", b.receipt).unwrap();
         boxes.flush().unwrap();
         assert_eq!(
             store.cursor("mike").unwrap(),
             ids[0] - 1,
             "a is still outstanding"
         );
-        boxes.delivered(a).unwrap();
+        boxes.delivered("mike", a.receipt).unwrap();
         boxes.flush().unwrap();
         assert_eq!(store.cursor("mike").unwrap(), ids[1]);
         // A restart (new claims over the same store) starts after the cursor.
@@ -471,7 +531,7 @@ mod tests {
         }
         for _ in 0..total {
             let taken = take_now(&boxes, "mike").unwrap();
-            boxes.delivered(taken).unwrap();
+            boxes.delivered("mike", taken.receipt).unwrap();
         }
         assert_eq!(
             store.cursor("mike").unwrap(),
@@ -500,14 +560,14 @@ mod tests {
         }
         for _ in 0..3 {
             let taken = take_now(&boxes, "mike").unwrap();
-            boxes.delivered(taken).unwrap();
+            boxes.delivered("mike", taken.receipt).unwrap();
         }
         // The client processed m1 only, then crashed; it resumes after m1.
         let mut replay = Some(ids[0]);
         let mut seen = Vec::new();
         while let Some(taken) = boxes.try_take("mike", &mut replay).unwrap() {
             seen.push(taken.envelope.content.clone());
-            boxes.delivered(taken).unwrap();
+            boxes.delivered("mike", taken.receipt).unwrap();
         }
         assert_eq!(seen, ["m2", "m3", "m4", "m5"]);
         assert_eq!(replay, None);
@@ -537,7 +597,7 @@ mod tests {
             .await
             .unwrap();
         let taken = take_now(&boxes, "mike").unwrap();
-        boxes.delivered(taken).unwrap();
+        boxes.delivered("mike", taken.receipt).unwrap();
         boxes.enqueue("jack", "mike", "three").await.unwrap();
     }
 

@@ -19,7 +19,7 @@ use tonic::metadata::{KeyAndValueRef, MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::error::CourierError;
-use crate::mailbox::{Envelope, Mailboxes, Taken};
+use crate::mailbox::{Envelope, Mailboxes, Receipt, Taken};
 use crate::pb::chat::chat_service_server::ChatService;
 use crate::pb::chat::{ChatRequest, ChatResponse};
 use crate::pb::hello::say_hello_service_server::SayHelloService;
@@ -452,10 +452,11 @@ async fn deliver(
                 None => break Ok(()),
             },
         };
+        let Taken { envelope, receipt } = taken;
         let response = ReceiveMessageResponse {
-            message: Some(to_proto(taken.envelope.clone())),
+            message: Some(to_proto(envelope)),
         };
-        match hand_over(&mailboxes, &sender, taken, response).await {
+        match hand_over(&mailboxes, &user, &sender, receipt, response).await {
             Ok(true) => count += 1,
             Ok(false) => return,
             Err(error) => break Err(error),
@@ -467,20 +468,21 @@ async fn deliver(
     let _ = sender.send(Err(final_status(outcome, count))).await;
 }
 
-/// Hands one taken message to a stream and records the outcome: delivered, or back to the queue
-/// if the client is gone (then answers `Ok(false)`).
+/// Hands one taken message to `user`'s stream and records the outcome: delivered, or back to
+/// the queue if the client is gone (then answers `Ok(false)`).
 async fn hand_over<T>(
     mailboxes: &Mailboxes,
+    user: &str,
     sender: &mpsc::Sender<Result<T, Status>>,
-    taken: Taken,
+    receipt: Receipt,
     response: T,
 ) -> Result<bool, CourierError> {
     if sender.send(Ok(response)).await.is_err() {
-        tracing::debug!(id = taken.envelope.id, "receiver left; message requeued");
-        mailboxes.undelivered(taken);
+        tracing::debug!(?receipt, "receiver left; message requeued");
+        mailboxes.undelivered(user, receipt);
         return Ok(false);
     }
-    mailboxes.delivered(taken)?;
+    mailboxes.delivered(user, receipt)?;
     Ok(true)
 }
 
@@ -550,8 +552,8 @@ async fn relay(
                                 Ok(None) => break Ok(()),
                                 Err(error) => break Err(error.into()),
                             };
-                            let response = chat_response(&taken.envelope);
-                            match hand_over(&mailboxes, &sender, taken, response).await {
+                            let response = chat_response(taken.envelope);
+                            match hand_over(&mailboxes, &user, &sender, taken.receipt, response).await {
                                 Ok(true) => count += 1,
                                 Ok(false) => return,
                                 Err(error) => break Err(error),
@@ -567,8 +569,8 @@ async fn relay(
                     Ok(taken) => taken,
                     Err(error) => break Err(error.into()),
                 };
-                let response = chat_response(&taken.envelope);
-                match hand_over(&mailboxes, &sender, taken, response).await {
+                let response = chat_response(taken.envelope);
+                match hand_over(&mailboxes, &user, &sender, taken.receipt, response).await {
                     Ok(true) => count += 1,
                     Ok(false) => return,
                     Err(error) => break Err(error),
@@ -580,9 +582,9 @@ async fn relay(
     let _ = sender.send(Err(final_status(outcome, count))).await;
 }
 
-fn chat_response(envelope: &Envelope) -> ChatResponse {
+fn chat_response(envelope: Envelope) -> ChatResponse {
     ChatResponse {
-        message: Some(to_proto(envelope.clone())),
+        message: Some(to_proto(envelope)),
     }
 }
 
@@ -655,14 +657,14 @@ mod tests {
         let (sender, receiver) = mpsc::channel(1);
         drop(receiver);
         let taken = mailboxes.take("mike", &mut None).await.unwrap();
-        let response = chat_response(&taken.envelope);
+        let response = chat_response(taken.envelope);
         assert_eq!(
-            hand_over(&mailboxes, &sender, taken, response).await,
+            hand_over(&mailboxes, "mike", &sender, taken.receipt, response).await,
             Ok(false)
         );
         let again = mailboxes.try_take("mike", &mut None).unwrap().unwrap();
         assert_eq!(again.envelope.content, "first");
-        mailboxes.delivered(again).unwrap();
+        mailboxes.delivered("mike", again.receipt).unwrap();
         let next = mailboxes.try_take("mike", &mut None).unwrap().unwrap();
         assert_eq!(next.envelope.content, "second");
     }
