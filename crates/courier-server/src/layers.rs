@@ -114,9 +114,8 @@ impl<B> ValidateRequest<B> for WellFormedDeadline {
 
 // === tracing ===
 
-/// Tracing for every RPC: one `rpc` span per call, with method, peer, request id and the
-/// handler's latency until response headers (`latency_ms`), and one `rpc finished` event with
-/// the status code and, after a response stream, its length (`stream_ms`); see [`RecordStatus`].
+/// Tracing for every RPC: one `rpc` span per call, with method, peer and request id, and one
+/// `rpc finished` event with the status code and timings; see [`RecordStatus`].
 pub type RpcTraceLayer = TraceLayer<
     SharedClassifier<GrpcErrorsAsFailures>,
     RpcSpan,
@@ -169,9 +168,9 @@ impl<B> MakeSpan<B> for RpcSpan {
     }
 }
 
-/// Records the handler's latency in the span and logs the end of each RPC with its gRPC status
-/// code and the response stream's length (on the event: recording it into the span would
-/// re-format the span's fields).
+/// Logs the end of each RPC with its gRPC status code and timings, on the event: recording them
+/// into the span would re-format the span's fields. The handler's latency goes into the span
+/// only when debug lines are on.
 ///
 /// Failed RPCs are logged at info, successful ones at debug: a line per successful call cost
 /// unary Hello about a tenth of its throughput (BENCHMARKS.md). `COURIER_LOG=debug` logs all.
@@ -191,22 +190,26 @@ fn status_of(headers: Option<&HeaderMap>) -> Option<tonic::Code> {
         .map(|code| tonic::Code::from_bytes(code.as_bytes()))
 }
 
-/// Logs the end of an RPC, with `stream_ms` after a response stream.
-fn log_end(code: tonic::Code, stream_ms: Option<f64>, span: &Span) {
+/// Logs the end of an RPC, with `latency_ms` for a trailers-only response and `stream_ms` after
+/// a response stream.
+fn log_end(code: tonic::Code, latency_ms: Option<f64>, stream_ms: Option<f64>, span: &Span) {
     if code == tonic::Code::Ok {
-        tracing::debug!(parent: span, ?code, stream_ms, "rpc finished");
+        tracing::debug!(parent: span, ?code, latency_ms, stream_ms, "rpc finished");
     } else {
-        tracing::info!(parent: span, ?code, stream_ms, "rpc finished");
+        tracing::info!(parent: span, ?code, latency_ms, stream_ms, "rpc finished");
     }
 }
 
 impl<B> OnResponse<B> for RecordStatus {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
-        span.record("latency_ms", milliseconds(latency));
         // A trailers-only response (an error before any message) carries its status in the
         // headers; any other RPC ends with its trailers, in `on_eos`.
         if let Some(code) = status_of(Some(response.headers())) {
-            log_end(code, None, span);
+            log_end(code, Some(milliseconds(latency)), None, span);
+        } else if tracing::enabled!(tracing::Level::DEBUG) {
+            // Only a debug line (a successful end) would show it: at info, recording it is
+            // work for nothing.
+            span.record("latency_ms", milliseconds(latency));
         }
     }
 }
@@ -214,7 +217,7 @@ impl<B> OnResponse<B> for RecordStatus {
 impl OnEos for RecordStatus {
     fn on_eos(self, trailers: Option<&HeaderMap>, stream_duration: Duration, span: &Span) {
         if let Some(code) = status_of(trailers) {
-            log_end(code, Some(milliseconds(stream_duration)), span);
+            log_end(code, None, Some(milliseconds(stream_duration)), span);
         }
     }
 }
