@@ -14,6 +14,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures_util::FutureExt as _;
 use tokio::sync::Notify;
 
 use crate::store::{NewMessage, Store, StoreError};
@@ -126,7 +127,12 @@ impl Mailboxes {
     /// Appends a message for `to` (durably, with a durable store) and wakes `to`'s consumers;
     /// refuses, queueing nothing, when `to` already has `max_queued` undelivered messages.
     /// Answers the message's id.
-    pub async fn enqueue(&self, from: &str, to: &str, content: &str) -> Result<u64, MailboxError> {
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        from: &str,
+        to: &str,
+        content: &str,
+    ) -> Result<u64, MailboxError> {
         let message = NewMessage {
             from: from.to_owned(),
             to: to.to_owned(),
@@ -142,8 +148,11 @@ impl Mailboxes {
     /// Appends messages in order, in one store commit, and wakes their recipients' consumers.
     /// The first message whose recipient's queue is full is refused, with everything after it;
     /// everything before it is appended. A store failure appends nothing.
+    ///
+    /// Cancel-safe: once the append has started, it is seen through (consumers woken, or the
+    /// room it reserved given back) even if the caller goes away.
     pub async fn enqueue_all(
-        &self,
+        self: &Arc<Self>,
         mut messages: Vec<NewMessage>,
     ) -> Result<Enqueued, MailboxError> {
         // Room is reserved before the append, so batches appended at the same time cannot
@@ -171,21 +180,48 @@ impl Mailboxes {
         if messages.is_empty() {
             return Ok(Enqueued { ids: 0..0, refused });
         }
-        let appended = self.store.append_all(messages, SystemTime::now()).await;
-        let mut claims = self.lock();
-        let ids = match appended {
-            Ok(ids) => ids,
-            Err(error) => {
-                Self::release(&mut claims, &reserved);
-                return Err(error.into());
+        let mut appending = self.store.append_all(messages, SystemTime::now());
+        // The memory store answers at once; an append that waits for the disk is settled by a
+        // task of its own, which finishes even if this caller is dropped.
+        let ids = match (&mut appending).now_or_never() {
+            Some(appended) => self.settle(appended, &reserved)?,
+            None => {
+                let mailboxes = Arc::clone(self);
+                let settling = tokio::spawn(async move {
+                    let appended = appending.await;
+                    mailboxes.settle(appended, &reserved)
+                });
+                match settling.await {
+                    Ok(settled) => settled?,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    Err(error) => return Err(StoreError::from_any(error).into()),
+                }
             }
         };
-        for user in reserved.keys() {
-            if let Some(state) = claims.get(user) {
-                state.arrived.notify_waiters();
+        Ok(Enqueued { ids, refused })
+    }
+
+    /// Ends an append: wakes the recipients' consumers, or gives back the room it reserved.
+    fn settle(
+        &self,
+        appended: Result<Range<u64>, StoreError>,
+        reserved: &HashMap<String, i64>,
+    ) -> Result<Range<u64>, MailboxError> {
+        let mut claims = self.lock();
+        match appended {
+            Ok(ids) => {
+                for user in reserved.keys() {
+                    if let Some(state) = claims.get(user) {
+                        state.arrived.notify_waiters();
+                    }
+                }
+                Ok(ids)
+            }
+            Err(error) => {
+                Self::release(&mut claims, reserved);
+                Err(error.into())
             }
         }
-        Ok(Enqueued { ids, refused })
     }
 
     /// Reserves room for `messages` in their recipients' queues, in order, until one is full;
@@ -423,9 +459,9 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
-    fn mailboxes(limit: usize) -> (Arc<MemoryStore>, Mailboxes) {
+    fn mailboxes(limit: usize) -> (Arc<MemoryStore>, Arc<Mailboxes>) {
         let store = Arc::new(MemoryStore::default());
-        (Arc::clone(&store), Mailboxes::new(store, limit))
+        (Arc::clone(&store), Arc::new(Mailboxes::new(store, limit)))
     }
 
     fn take_now(boxes: &Mailboxes, user: &str) -> Option<Taken> {
@@ -450,7 +486,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn take_waits_for_an_arrival() {
         let (_, boxes) = mailboxes(100);
-        let boxes = Arc::new(boxes);
         let waiter = tokio::spawn({
             let boxes = Arc::clone(&boxes);
             async move {
@@ -663,6 +698,34 @@ mod tests {
             [false, true]
         );
         assert_eq!(boxes.waiting("mike").unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_append_whose_caller_went_away_still_wakes_the_consumers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::RedbStore::open(dir.path()).unwrap());
+        let boxes = Arc::new(Mailboxes::new(store, 10));
+        let waiter = tokio::spawn({
+            let boxes = Arc::clone(&boxes);
+            async move {
+                boxes
+                    .take("mike", &mut None)
+                    .await
+                    .unwrap()
+                    .envelope
+                    .content
+            }
+        });
+        tokio::task::yield_now().await;
+        // Dropped after its first poll, while the writer thread commits.
+        tokio::select! {
+            biased;
+            _ = boxes.enqueue("jack", "mike", "sent anyway") => panic!("a durable append waits for the disk"),
+            () = std::future::ready(()) => {}
+        }
+        let delivered = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert_eq!(delivered.unwrap().unwrap(), "sent anyway");
+        assert_eq!(boxes.waiting("mike").unwrap(), 0);
     }
 
     #[tokio::test(start_paused = true)]

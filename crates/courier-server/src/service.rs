@@ -174,7 +174,7 @@ const SEND_BATCH: usize = 256;
 /// Queues `batch` in one commit, adding what was queued to `count`. A full recipient queue
 /// refuses its message and the rest, after the ones before it were queued.
 async fn commit(
-    mailboxes: &Mailboxes,
+    mailboxes: &Arc<Mailboxes>,
     batch: Vec<NewMessage>,
     count: &mut u64,
 ) -> Result<(), CourierError> {
@@ -651,7 +651,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_that_cannot_be_written_goes_back_to_the_queue() {
         let store = Arc::new(crate::store::MemoryStore::default());
-        let mailboxes = Mailboxes::new(store, 10);
+        let mailboxes = Arc::new(Mailboxes::new(store, 10));
         mailboxes.enqueue("jack", "mike", "first").await.unwrap();
         mailboxes.enqueue("jack", "mike", "second").await.unwrap();
         let (sender, receiver) = mpsc::channel(1);

@@ -25,7 +25,7 @@ use crate::mailbox::Envelope;
 pub struct StoreError(String);
 
 impl StoreError {
-    fn from_any(error: impl std::fmt::Display) -> Self {
+    pub(crate) fn from_any(error: impl std::fmt::Display) -> Self {
         Self(error.to_string())
     }
 }
