@@ -100,11 +100,20 @@ struct Claims {
     ahead: VecDeque<Envelope>,
     /// The delivery cursor as last written to the store.
     stored_cursor: u64,
-    /// How many messages of the log lie after `claimed_up_to`, once counted: the queue cap is
-    /// checked on every enqueue, so it must not walk the log. Signed, because an append is
-    /// counted after it lands and may be claimed in between: the two updates then commute.
-    unclaimed: Option<i64>,
+    /// How many messages of the log lie after `claimed_up_to`, once counted, plus the room
+    /// reserved for appends under way: the queue cap is checked on every enqueue, so it must not
+    /// walk the log.
+    unclaimed: Option<usize>,
     arrived: Arc<Notify>,
+}
+
+impl Claims {
+    /// Where the delivery cursor may stand: just before the oldest claim still outstanding.
+    fn delivered_up_to(&self) -> u64 {
+        self.outstanding
+            .first()
+            .map_or(self.claimed_up_to, |oldest| oldest - 1)
+    }
 }
 
 /// All users' queues, shared by every service of one server.
@@ -157,7 +166,7 @@ impl Mailboxes {
     ) -> Result<Enqueued, MailboxError> {
         // Room is reserved before the append, so batches appended at the same time cannot
         // overfill a queue together; a failed append gives it back.
-        let mut reserved: HashMap<String, i64> = HashMap::new();
+        let mut reserved: HashMap<String, usize> = HashMap::new();
         let mut refused = None;
         {
             let mut claims = self.lock();
@@ -205,7 +214,7 @@ impl Mailboxes {
     fn settle(
         &self,
         appended: Result<Range<u64>, StoreError>,
-        reserved: &HashMap<String, i64>,
+        reserved: &HashMap<String, usize>,
     ) -> Result<Range<u64>, MailboxError> {
         let mut claims = self.lock();
         match appended {
@@ -230,7 +239,7 @@ impl Mailboxes {
         &self,
         claims: &mut HashMap<String, Claims>,
         messages: &[NewMessage],
-        reserved: &mut HashMap<String, i64>,
+        reserved: &mut HashMap<String, usize>,
     ) -> Result<usize, StoreError> {
         for (index, message) in messages.iter().enumerate() {
             let user = self.claims_of(claims, &message.to)?;
@@ -244,29 +253,27 @@ impl Mailboxes {
     }
 
     /// Gives back room [`Mailboxes::reserve`] took.
-    fn release(claims: &mut HashMap<String, Claims>, reserved: &HashMap<String, i64>) {
+    fn release(claims: &mut HashMap<String, Claims>, reserved: &HashMap<String, usize>) {
         for (user, count) in reserved {
             if let Some(unclaimed) = claims
                 .get_mut(user)
                 .and_then(|state| state.unclaimed.as_mut())
             {
-                *unclaimed -= count;
+                *unclaimed = unclaimed.saturating_sub(*count);
             }
         }
     }
 
     /// How many messages of `user`'s log lie after its claims, counted once then kept.
     fn unclaimed(&self, user: &str, claims: &mut Claims) -> Result<usize, StoreError> {
-        let unclaimed = match claims.unclaimed {
-            Some(unclaimed) => unclaimed,
+        match claims.unclaimed {
+            Some(unclaimed) => Ok(unclaimed),
             None => {
                 let counted = self.store.count_after(user, claims.claimed_up_to)?;
-                let counted = i64::try_from(counted).unwrap_or(i64::MAX);
                 claims.unclaimed = Some(counted);
-                counted
+                Ok(counted)
             }
-        };
-        Ok(usize::try_from(unclaimed).unwrap_or(0))
+        }
     }
 
     /// Takes the next message for `user` without waiting, if there is one. With `replay` set to
@@ -324,7 +331,7 @@ impl Mailboxes {
         state.claimed_up_to = envelope.id;
         state.outstanding.insert(envelope.id);
         if let Some(unclaimed) = state.unclaimed.as_mut() {
-            *unclaimed -= 1;
+            *unclaimed = unclaimed.saturating_sub(1);
         }
         let receipt = Receipt {
             id: envelope.id,
@@ -367,10 +374,7 @@ impl Mailboxes {
         let mut claims = self.lock();
         let state = self.claims_of(&mut claims, user)?;
         state.outstanding.remove(&receipt.id);
-        let cursor = state
-            .outstanding
-            .first()
-            .map_or(state.claimed_up_to, |oldest| oldest - 1);
+        let cursor = state.delivered_up_to();
         // Written every CURSOR_STRIDE deliveries and at shutdown, not for each: a cursor that
         // lags after a crash only repeats deliveries.
         if cursor >= state.stored_cursor + CURSOR_STRIDE {
@@ -408,10 +412,7 @@ impl Mailboxes {
     /// Makes every delivery recorded so far durable.
     pub fn flush(&self) -> Result<(), MailboxError> {
         for (user, state) in self.lock().iter_mut() {
-            let cursor = state
-                .outstanding
-                .first()
-                .map_or(state.claimed_up_to, |oldest| oldest - 1);
+            let cursor = state.delivered_up_to();
             if state.loaded && cursor > state.stored_cursor {
                 self.store.advance_cursor(user, cursor)?;
                 state.stored_cursor = cursor;

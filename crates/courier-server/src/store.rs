@@ -28,6 +28,10 @@ impl StoreError {
     pub(crate) fn from_any(error: impl std::fmt::Display) -> Self {
         Self(error.to_string())
     }
+
+    fn writer_stopped() -> Self {
+        Self("the store's writer has stopped".into())
+    }
 }
 
 /// A message to append: sender, recipient, text. It moves into the store.
@@ -187,8 +191,8 @@ impl Store for MemoryStore {
 /// (recipient, id) → (from, content, sent_at seconds, sent_at nanos).
 const MESSAGES: TableDefinition<(&str, u64), (&str, &str, u64, u32)> =
     TableDefinition::new("messages");
-/// An index by id that pruning used before 0.2's server; dropped at open: one insert per
-/// message is half the writer's work.
+/// An index by id that earlier builds of this server kept for pruning; dropped at open, since
+/// one insert per message is half the writer's work.
 const LEGACY_BY_ID: TableDefinition<u64, (&str, u64)> = TableDefinition::new("messages_by_id");
 /// recipient → delivered-up-to id.
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
@@ -272,7 +276,7 @@ impl RedbStore {
         self.jobs
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| StoreError("the store's writer has stopped".into()))
+            .ok_or_else(StoreError::writer_stopped)
     }
 }
 
@@ -435,9 +439,7 @@ impl Store for RedbStore {
         }));
         async move {
             sent?;
-            answered
-                .await
-                .map_err(|_| StoreError("the store's writer has stopped".into()))?
+            answered.await.map_err(|_| StoreError::writer_stopped())?
         }
         .boxed()
     }
@@ -553,9 +555,7 @@ impl Store for RedbStore {
     fn flush(&self) -> Result<(), StoreError> {
         let (answer, answered) = mpsc::channel();
         self.send(Job::Flush(answer))?;
-        answered
-            .recv()
-            .map_err(|_| StoreError("the store's writer has stopped".into()))?
+        answered.recv().map_err(|_| StoreError::writer_stopped())?
     }
 }
 
