@@ -36,3 +36,5 @@ pub fn init() -> WorkerGuard {
         .init();
     guard
 }
+
+pub use courier_common::Chain;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use courier_server::auth::TokenStore;
-use courier_server::{Config, Limits, TlsFiles};
+use courier_server::logging::Chain;
+use courier_server::middleware::auth::TokenStore;
+use courier_server::{Config, Limits, Prepared, TlsFiles};
 
 /// Serves the Courier gRPC services (hello, message queue, chat) with health and reflection.
 #[derive(Debug, Parser)]
@@ -126,7 +127,7 @@ async fn main() -> ExitCode {
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", Chain(&*error));
             ExitCode::FAILURE
         }
     }
@@ -166,6 +167,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         retention: Duration::from_secs(args.retention_secs),
     };
 
+    // The whole configuration is checked and the store opened before binding; only then is
+    // the server announced.
+    let prepared = Prepared::new(config.clone())?;
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
@@ -179,7 +183,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.addr_file {
         std::fs::write(path, addr.to_string())?;
     }
-    courier_server::run(listener, config, shutdown).await?;
+    prepared.serve(listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use courier_server::auth::token_file_line;
 use courier_server::dev_pki::{DevPki, random_token};
+use courier_server::middleware::auth::token_file_line;
 
 /// Writes demo certificates and tokens into a directory.
 #[derive(Debug, Parser)]

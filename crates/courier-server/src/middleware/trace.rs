@@ -1,118 +1,14 @@
-//! Tower layers around every RPC, whatever its kind: request ids, a tracing span per RPC,
-//! bearer-token authentication, and a check of the client's deadline.
+//! Tracing for every RPC: one `rpc` span per call with method, peer and request id, and one
+//! `rpc finished` event with the status code and timings.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Request, Response};
-use tonic::Status;
 use tower_http::classify::{GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{
     DefaultOnBodyChunk, DefaultOnRequest, MakeSpan, OnEos, OnResponse, TraceLayer,
 };
-use tower_http::validate_request::ValidateRequest;
 use tracing::Span;
-
-use crate::auth::TokenStore;
-use crate::error::CourierError;
-use crate::service::AuthenticatedUser;
-
-/// Header carrying the request id, both ways.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// RPCs anyone may call: health checks and reflection carry no secrets.
-fn is_public(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
-}
-
-// === authentication ===
-
-/// Checks `authorization: Bearer <token>` and records the user for the handlers.
-#[derive(Clone)]
-pub struct BearerAuth {
-    tokens: Arc<TokenStore>,
-}
-
-impl BearerAuth {
-    /// Authenticates against `tokens`.
-    pub fn new(tokens: Arc<TokenStore>) -> Self {
-        Self { tokens }
-    }
-
-    fn user_of(&self, headers: &HeaderMap) -> Result<String, CourierError> {
-        let unauthenticated = |reason: &str| CourierError::Unauthenticated(reason.to_owned());
-        let value = headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthenticated("missing authorization metadata"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthenticated("authorization must be `Bearer <token>`"))?;
-        self.tokens
-            .authenticate(token)
-            .map(str::to_owned)
-            .ok_or_else(|| unauthenticated("unknown token"))
-    }
-}
-
-impl<B> ValidateRequest<B> for BearerAuth {
-    type ResponseBody = tonic::body::Body;
-
-    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response<Self::ResponseBody>> {
-        if is_public(request.uri().path()) {
-            return Ok(());
-        }
-        match self.user_of(request.headers()) {
-            Ok(user) => {
-                request.extensions_mut().insert(AuthenticatedUser(user));
-                Ok(())
-            }
-            Err(error) => {
-                tracing::warn!(path = request.uri().path(), %error, "unauthenticated");
-                Err(Status::from(error).into_http())
-            }
-        }
-    }
-}
-
-// === deadlines ===
-
-/// Refuses a malformed `grpc-timeout`, which tonic would otherwise ignore silently: the client
-/// meant a deadline, and should learn that it has none.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct WellFormedDeadline;
-
-/// Whether `value` is a gRPC timeout: 1 to 8 digits and a unit (H, M, S, m, u, n).
-fn is_grpc_timeout(value: &[u8]) -> bool {
-    match value.split_last() {
-        Some((unit, digits)) => {
-            b"HMSmun".contains(unit)
-                && (1..=8).contains(&digits.len())
-                && digits.iter().all(u8::is_ascii_digit)
-        }
-        None => false,
-    }
-}
-
-impl<B> ValidateRequest<B> for WellFormedDeadline {
-    type ResponseBody = tonic::body::Body;
-
-    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response<Self::ResponseBody>> {
-        match request.headers().get("grpc-timeout") {
-            Some(value) if !is_grpc_timeout(value.as_bytes()) => {
-                let error = CourierError::invalid(
-                    "grpc-timeout",
-                    "expected 1 to 8 digits and a unit (H, M, S, m, u, n)",
-                );
-                Err(Status::from(error).into_http())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-// === tracing ===
 
 /// Tracing for every RPC: one `rpc` span per call, with method, peer and request id, and one
 /// `rpc finished` event with the status code and timings; see [`RecordStatus`].
@@ -155,7 +51,7 @@ impl<B> MakeSpan<B> for RpcSpan {
             });
         let request_id = request
             .headers()
-            .get(REQUEST_ID_HEADER)
+            .get(courier_common::metadata::REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
         tracing::info_span!(
@@ -218,21 +114,6 @@ impl OnEos for RecordStatus {
     fn on_eos(self, trailers: Option<&HeaderMap>, stream_duration: Duration, span: &Span) {
         if let Some(code) = status_of(trailers) {
             log_end(code, None, Some(milliseconds(stream_duration)), span);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_are_digits_and_a_unit() {
-        for good in ["1S", "100m", "99999999n", "5H"] {
-            assert!(is_grpc_timeout(good.as_bytes()), "{good}");
-        }
-        for bad in ["", "S", "soon", "123456789S", "10s", "1.5S", "-1S"] {
-            assert!(!is_grpc_timeout(bad.as_bytes()), "{bad}");
         }
     }
 }

@@ -1,0 +1,457 @@
+//! Unit tests of the mailboxes over the in-memory store (and the redb one where the writer
+//! thread's timing matters).
+
+use std::sync::mpsc;
+
+use super::*;
+use crate::store::{MemoryStore, Pruned, RedbStore};
+
+fn user(name: &str) -> UserName {
+    UserName::parse(name).unwrap()
+}
+
+fn message(from: &str, to: &str, content: &str) -> NewMessage {
+    NewMessage {
+        from: user(from),
+        to: user(to),
+        content: content.into(),
+    }
+}
+
+fn mailboxes(limit: usize) -> (Arc<MemoryStore>, Arc<Mailboxes>) {
+    let store = Arc::new(MemoryStore::default());
+    (Arc::clone(&store), Arc::new(Mailboxes::new(store, limit)))
+}
+
+async fn send(boxes: &Arc<Mailboxes>, to: &str, content: &str) -> u64 {
+    boxes.enqueue(message("jack", to, content)).await.unwrap()
+}
+
+fn open(boxes: &Arc<Mailboxes>, name: &str) -> Mailbox {
+    boxes.open(&user(name), None).unwrap()
+}
+
+/// Takes and confirms everything there is now; answers the contents.
+fn drain(mailbox: &mut Mailbox) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Some(taken) = mailbox.try_take().unwrap() {
+        seen.push(taken.envelope.content.clone());
+        mailbox.delivered(taken.receipt).unwrap();
+    }
+    seen
+}
+
+fn waiting(boxes: &Mailboxes, name: &str) -> usize {
+    boxes.waiting(&user(name)).unwrap()
+}
+
+fn is_full(outcome: Result<u64, MailboxError>, name: &str, limit: usize) -> bool {
+    matches!(outcome, Err(MailboxError::Full { user, limit: l }) if user.as_str() == name && l == limit)
+}
+
+#[tokio::test]
+async fn messages_come_out_in_order_once() {
+    let (_, boxes) = mailboxes(100);
+    for text in ["one", "two", "three"] {
+        send(&boxes, "mike", text).await;
+    }
+    assert_eq!(drain(&mut open(&boxes, "mike")), ["one", "two", "three"]);
+    assert_eq!(waiting(&boxes, "mike"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn take_waits_for_an_arrival() {
+    let (_, boxes) = mailboxes(100);
+    let mut mailbox = open(&boxes, "mike");
+    let waiter = tokio::spawn(async move { mailbox.take().await.unwrap().envelope.content });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!waiter.is_finished());
+    send(&boxes, "mike", "late").await;
+    assert_eq!(waiter.await.unwrap(), "late");
+}
+
+#[tokio::test]
+async fn an_undelivered_message_comes_first_again() {
+    let (_, boxes) = mailboxes(100);
+    send(&boxes, "mike", "first").await;
+    send(&boxes, "mike", "second").await;
+    let mut mailbox = open(&boxes, "mike");
+    let first = mailbox.try_take().unwrap().unwrap();
+    mailbox.undelivered(first.receipt);
+    assert_eq!(drain(&mut mailbox), ["first", "second"]);
+}
+
+#[tokio::test]
+async fn a_message_that_expired_while_out_is_not_served_again() {
+    let (store, boxes) = mailboxes(100);
+    send(&boxes, "mike", "soon gone").await;
+    // Read ahead with the first, and expired before anyone claims it.
+    let id = send(&boxes, "mike", "also gone").await;
+    let mut mailbox = open(&boxes, "mike");
+    let taken = mailbox.try_take().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(boxes.prune(Duration::from_millis(1)).unwrap(), 2);
+    mailbox.undelivered(taken.receipt);
+    assert!(mailbox.try_take().unwrap().is_none());
+    boxes.flush().unwrap();
+    assert_eq!(
+        store.cursor(&user("mike")).unwrap(),
+        id - 1,
+        "the first is no longer outstanding; the second was never claimed"
+    );
+}
+
+#[tokio::test]
+async fn the_cursor_never_passes_an_unconfirmed_claim() {
+    let (store, boxes) = mailboxes(100);
+    let mut ids = Vec::new();
+    for text in ["a", "b", "c"] {
+        ids.push(send(&boxes, "mike", text).await);
+    }
+    let mut mailbox = open(&boxes, "mike");
+    let a = mailbox.try_take().unwrap().unwrap();
+    let b = mailbox.try_take().unwrap().unwrap();
+    mailbox.delivered(b.receipt).unwrap();
+    boxes.flush().unwrap();
+    let mike = user("mike");
+    assert_eq!(
+        store.cursor(&mike).unwrap(),
+        ids[0] - 1,
+        "a is still outstanding"
+    );
+    mailbox.delivered(a.receipt).unwrap();
+    boxes.flush().unwrap();
+    assert_eq!(store.cursor(&mike).unwrap(), ids[1]);
+    // A restart (new mailboxes over the same store) starts after the cursor.
+    let restarted = Arc::new(Mailboxes::new(store, 100));
+    let mut mailbox = open(&restarted, "mike");
+    assert_eq!(mailbox.try_take().unwrap().unwrap().envelope.content, "c");
+}
+
+#[tokio::test]
+async fn the_stored_cursor_moves_every_stride_and_when_the_state_goes() {
+    let (store, boxes) = mailboxes(1000);
+    let total = CURSOR_STRIDE + 10;
+    for n in 0..total {
+        send(&boxes, "mike", &n.to_string()).await;
+    }
+    let mut mailbox = open(&boxes, "mike");
+    assert_eq!(drain(&mut mailbox).len() as u64, total);
+    let mike = user("mike");
+    assert_eq!(
+        store.cursor(&mike).unwrap(),
+        CURSOR_STRIDE,
+        "written once a stride was delivered"
+    );
+    boxes.flush().unwrap();
+    assert_eq!(store.cursor(&mike).unwrap(), total, "and the rest at flush");
+    // Without a flush, a state that goes away leaves its cursor behind.
+    send(&boxes, "mike", "one more").await;
+    assert_eq!(drain(&mut mailbox), ["one more"]);
+    drop(mailbox);
+    assert_eq!(boxes.users(), 0);
+    assert_eq!(store.cursor(&mike).unwrap(), total + 1);
+}
+
+#[tokio::test]
+async fn a_replay_repeats_what_was_claimed_after_the_id_then_claims_the_rest() {
+    let (_, boxes) = mailboxes(100);
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(send(&boxes, "mike", &format!("m{n}")).await);
+    }
+    let mut first = open(&boxes, "mike");
+    for _ in 0..3 {
+        let taken = first.try_take().unwrap().unwrap();
+        first.delivered(taken.receipt).unwrap();
+    }
+    drop(first);
+    // The client processed m1 only, then crashed; it resumes after m1.
+    let mut resumed = boxes.open(&user("mike"), Some(ids[0])).unwrap();
+    assert_eq!(drain(&mut resumed), ["m2", "m3", "m4", "m5"]);
+    assert!(resumed.replay.is_none());
+}
+
+/// Found by grpcio: a receiver reads 10 of many and cancels while the server has one more out
+/// for it (handed back when the stream could not take it); resuming after the 10th must carry
+/// every later message exactly once, in order.
+#[tokio::test]
+async fn a_resume_after_a_cancel_carries_each_later_message_once() {
+    let (_, boxes) = mailboxes(1000);
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        ids.push(send(&boxes, "mike", &n.to_string()).await);
+    }
+    let mut first = open(&boxes, "mike");
+    for _ in 0..15 {
+        let taken = first.try_take().unwrap().unwrap();
+        first.delivered(taken.receipt).unwrap();
+    }
+    let out = first.try_take().unwrap().unwrap();
+    first.undelivered(out.receipt);
+    drop(first);
+    let mut resumed = boxes.open(&user("mike"), Some(ids[9])).unwrap();
+    let seen = drain(&mut resumed);
+    let expected: Vec<String> = (10..100).map(|n| n.to_string()).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn claims_handed_back_up_to_the_resume_point_count_as_delivered() {
+    let (_, boxes) = mailboxes(100);
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(send(&boxes, "mike", &n.to_string()).await);
+    }
+    let mut first = open(&boxes, "mike");
+    let zero = first.try_take().unwrap().unwrap();
+    let one = first.try_take().unwrap().unwrap();
+    first.undelivered(zero.receipt);
+    first.undelivered(one.receipt);
+    drop(first);
+    // The client says it has everything up to "1".
+    let mut resumed = boxes.open(&user("mike"), Some(ids[1])).unwrap();
+    assert_eq!(drain(&mut resumed), ["2", "3"]);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_and_keeps_what_it_has() {
+    let (_, boxes) = mailboxes(2);
+    send(&boxes, "mike", "one").await;
+    send(&boxes, "mike", "two").await;
+    let refused = boxes.enqueue(message("jack", "mike", "three")).await;
+    let error = refused.as_ref().unwrap_err().to_string();
+    assert!(is_full(refused, "mike", 2));
+    assert_eq!(error, "the queue of mike is full (2 messages)");
+    assert_eq!(waiting(&boxes, "mike"), 2);
+    send(&boxes, "nina", "others are not affected").await;
+    let mut mailbox = open(&boxes, "mike");
+    let taken = mailbox.try_take().unwrap().unwrap();
+    mailbox.delivered(taken.receipt).unwrap();
+    send(&boxes, "mike", "three").await;
+}
+
+/// A queue that filled up and then expired takes messages again without a restart: pruning
+/// lowers the count, while appends under way are counted apart.
+#[tokio::test]
+async fn a_full_queue_that_expired_takes_messages_again() {
+    let (_, boxes) = mailboxes(3);
+    for n in 0..3 {
+        send(&boxes, "mike", &n.to_string()).await;
+    }
+    assert!(is_full(
+        boxes.enqueue(message("jack", "mike", "x")).await,
+        "mike",
+        3
+    ));
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(boxes.prune(Duration::from_millis(1)).unwrap(), 3);
+    assert_eq!(waiting(&boxes, "mike"), 0);
+    for n in 0..3 {
+        send(&boxes, "mike", &format!("again {n}")).await;
+    }
+    assert!(is_full(
+        boxes.enqueue(message("jack", "mike", "x")).await,
+        "mike",
+        3
+    ));
+    assert_eq!(
+        drain(&mut open(&boxes, "mike")),
+        ["again 0", "again 1", "again 2"]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_stops_at_the_first_full_queue_and_keeps_what_came_before() {
+    let (_, boxes) = mailboxes(2);
+    let batch = vec![
+        message("jack", "mike", "1"),
+        message("jack", "nina", "2"),
+        message("jack", "mike", "3"),
+        message("jack", "mike", "4"),
+        message("jack", "nina", "5"),
+    ];
+    let enqueued = boxes.enqueue_all(batch).await.unwrap();
+    assert_eq!(enqueued.ids.end - enqueued.ids.start, 3, "1, 2 and 3");
+    assert!(matches!(
+        enqueued.refused,
+        Some(MailboxError::Full { ref user, limit: 2 }) if user.as_str() == "mike"
+    ));
+    assert_eq!(waiting(&boxes, "mike"), 2);
+    assert_eq!(waiting(&boxes, "nina"), 1);
+}
+
+#[tokio::test]
+async fn concurrent_batches_cannot_overfill_a_queue_together() {
+    // The durable store answers appends from its writer thread, so both batches are checked
+    // against the cap while the other is still being written.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let boxes = Arc::new(Mailboxes::new(store, 3));
+    let batch = |tag: &str| -> Vec<NewMessage> {
+        (0..2)
+            .map(|n| message("jack", "mike", &format!("{tag}{n}")))
+            .collect()
+    };
+    let first = tokio::spawn({
+        let boxes = Arc::clone(&boxes);
+        let batch = batch("a");
+        async move { boxes.enqueue_all(batch).await.unwrap() }
+    });
+    let second = tokio::spawn({
+        let boxes = Arc::clone(&boxes);
+        let batch = batch("b");
+        async move { boxes.enqueue_all(batch).await.unwrap() }
+    });
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    let queued = |enqueued: &Enqueued| enqueued.ids.end - enqueued.ids.start;
+    assert_eq!(queued(&first) + queued(&second), 3);
+    assert_eq!(
+        [first.refused.is_some(), second.refused.is_some()],
+        [false, true]
+    );
+    assert_eq!(waiting(&boxes, "mike"), 3);
+}
+
+#[tokio::test]
+async fn an_append_whose_caller_went_away_still_wakes_the_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let boxes = Arc::new(Mailboxes::new(store, 10));
+    let mut mailbox = open(&boxes, "mike");
+    let waiter = tokio::spawn(async move { mailbox.take().await.unwrap().envelope.content });
+    tokio::task::yield_now().await;
+    // Dropped after its first poll, while the writer thread commits.
+    tokio::select! {
+        biased;
+        _ = boxes.enqueue(message("jack", "mike", "sent anyway")) => panic!("a durable append waits for the disk"),
+        () = std::future::ready(()) => {}
+    }
+    let delivered = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+    assert_eq!(delivered.unwrap().unwrap(), "sent anyway");
+    assert_eq!(waiting(&boxes, "mike"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_take_loses_nothing() {
+    let (_, boxes) = mailboxes(100);
+    let mut mailbox = open(&boxes, "mike");
+    let timed_out = tokio::time::timeout(Duration::from_secs(1), mailbox.take()).await;
+    assert!(timed_out.is_err());
+    send(&boxes, "mike", "kept").await;
+    assert_eq!(waiting(&boxes, "mike"), 1);
+}
+
+#[tokio::test]
+async fn idle_users_leave_no_state_behind() {
+    let (_, boxes) = mailboxes(100);
+    for n in 0..1000 {
+        let mut mailbox = open(&boxes, &format!("user{n}"));
+        assert!(mailbox.try_take().unwrap().is_none());
+    }
+    assert_eq!(boxes.users(), 0, "no mailbox open, nothing waiting");
+    // A user with messages waiting keeps its count until they are delivered.
+    send(&boxes, "mike", "waits").await;
+    assert_eq!(boxes.users(), 1);
+    assert_eq!(drain(&mut open(&boxes, "mike")), ["waits"]);
+    assert_eq!(boxes.users(), 0);
+    // Claims out keep the state even without a mailbox.
+    send(&boxes, "mike", "out").await;
+    let mut mailbox = open(&boxes, "mike");
+    let taken = mailbox.try_take().unwrap().unwrap();
+    mailbox.undelivered(taken.receipt);
+    drop(mailbox);
+    assert_eq!(boxes.users(), 1);
+    assert_eq!(drain(&mut open(&boxes, "mike")), ["out"]);
+    assert_eq!(boxes.users(), 0);
+}
+
+#[tokio::test]
+async fn past_the_bound_idle_users_with_messages_waiting_are_dropped_too() {
+    let (_, boxes) = mailboxes(100);
+    for n in 0..MAX_IDLE_USERS + 100 {
+        send(&boxes, &format!("u{n}"), "hi").await;
+    }
+    assert_eq!(boxes.users(), MAX_IDLE_USERS);
+    // Their counts come back from the store.
+    assert_eq!(waiting(&boxes, &format!("u{}", MAX_IDLE_USERS + 50)), 1);
+    assert_eq!(drain(&mut open(&boxes, "u7")), ["hi"]);
+}
+
+/// A store whose reads for one user block until the test lets them go.
+struct GatedStore {
+    inner: MemoryStore,
+    slow: UserName,
+    entered: Mutex<mpsc::Sender<()>>,
+    gate: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Store for GatedStore {
+    fn append_all(
+        &self,
+        messages: Vec<NewMessage>,
+        sent_at: SystemTime,
+    ) -> crate::store::Appending {
+        self.inner.append_all(messages, sent_at)
+    }
+    fn read_after(
+        &self,
+        user: &UserName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        if *user == self.slow {
+            lock(&self.entered).send(()).unwrap();
+            lock(&self.gate).recv().unwrap();
+        }
+        self.inner.read_after(user, after, limit)
+    }
+    fn count_after(&self, user: &UserName, after: u64) -> Result<usize, StoreError> {
+        self.inner.count_after(user, after)
+    }
+    fn cursor(&self, user: &UserName) -> Result<u64, StoreError> {
+        self.inner.cursor(user)
+    }
+    fn advance_cursor(&self, user: &UserName, id: u64) -> Result<(), StoreError> {
+        self.inner.advance_cursor(user, id)
+    }
+    fn prune(&self, cutoff: SystemTime, max: usize) -> Result<Vec<Pruned>, StoreError> {
+        self.inner.prune(cutoff, max)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+/// One user's store read in progress holds up nobody else: no lock another user needs is held
+/// around store I/O.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_read_for_one_user_does_not_stall_another() {
+    let (entered, on_enter) = mpsc::channel();
+    let (open_gate, gate) = mpsc::channel();
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::default(),
+        slow: user("slow"),
+        entered: Mutex::new(entered),
+        gate: Mutex::new(gate),
+    });
+    let boxes = Arc::new(Mailboxes::new(store, 100));
+    send(&boxes, "slow", "stuck").await;
+    send(&boxes, "fast", "through").await;
+    let mut slow = open(&boxes, "slow");
+    let stuck = std::thread::spawn(move || slow.try_take().unwrap().unwrap().envelope.content);
+    on_enter.recv_timeout(Duration::from_secs(5)).unwrap();
+    // While the slow read is held: another user takes, another user is sent to.
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn({
+        let boxes = Arc::clone(&boxes);
+        move || done.send(drain(&mut open(&boxes, "fast"))).unwrap()
+    });
+    let fast = finished.recv_timeout(Duration::from_secs(5));
+    open_gate.send(()).unwrap();
+    assert_eq!(
+        fast.expect("the other user's take waited for the slow read"),
+        ["through"]
+    );
+    assert_eq!(stuck.join().unwrap(), "stuck");
+}

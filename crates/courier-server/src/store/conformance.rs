@@ -1,0 +1,202 @@
+//! The behaviour every [`Store`] must have, as one suite each implementation's tests run
+//! (`memory.rs`, `redb/mod.rs`; a new store adds one line calling [`check`]).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::Store;
+use crate::domain::{Envelope, NewMessage, UserName};
+
+fn user(name: &str) -> UserName {
+    UserName::parse(name).unwrap()
+}
+
+/// A message from `from` to `to`.
+pub(crate) fn message(from: &str, to: &str, content: &str) -> NewMessage {
+    NewMessage {
+        from: user(from),
+        to: user(to),
+        content: content.into(),
+    }
+}
+
+/// Appends one message from jack and answers it as stored.
+pub(crate) async fn append(
+    store: &dyn Store,
+    to: &str,
+    content: &str,
+    sent_at: SystemTime,
+) -> Envelope {
+    let ids = store
+        .append_all(vec![message("jack", to, content)], sent_at)
+        .await
+        .unwrap();
+    assert_eq!(ids.end - ids.start, 1, "one message, one id");
+    Envelope {
+        id: ids.start,
+        from: user("jack"),
+        to: user(to),
+        content: content.into(),
+        sent_at,
+    }
+}
+
+/// Runs a blocking store call (flush, prune) the way the server does: off the async workers.
+fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(call)
+}
+
+/// Runs the whole suite against `store`, which must be empty. Needs a multi-threaded runtime.
+pub(crate) async fn check(store: &dyn Store) {
+    logs_cursors_and_pruning(store).await;
+    pruning_goes_in_bounded_chunks(store).await;
+}
+
+async fn logs_cursors_and_pruning(store: &dyn Store) {
+    let at = |seconds| UNIX_EPOCH + Duration::from_secs(seconds);
+    let (mike, jack, nina, zed) = (user("mike"), user("jack"), user("nina"), user("zed"));
+    let first = append(store, "mike", "one", at(100)).await;
+    let second = append(store, "mike", "two", at(200)).await;
+    let other = append(store, "jack", "hi", at(200)).await;
+    assert!(first.id < second.id && second.id < other.id);
+    assert_eq!(
+        store.read_after(&mike, 0, 10).unwrap(),
+        [first.clone(), second.clone()]
+    );
+    assert_eq!(
+        store.read_after(&mike, first.id, 10).unwrap(),
+        std::slice::from_ref(&second)
+    );
+    assert_eq!(
+        store.read_after(&mike, 0, 1).unwrap(),
+        std::slice::from_ref(&first)
+    );
+    assert_eq!(store.read_after(&user("nobody"), 0, 10).unwrap(), []);
+    assert_eq!(store.count_after(&mike, 0).unwrap(), 2);
+    assert_eq!(store.count_after(&mike, first.id).unwrap(), 1);
+
+    assert_eq!(store.cursor(&mike).unwrap(), 0);
+    store.advance_cursor(&mike, first.id).unwrap();
+    store.advance_cursor(&mike, 0).unwrap();
+    assert_eq!(
+        store.cursor(&mike).unwrap(),
+        first.id,
+        "cursors never move back"
+    );
+    blocking(|| store.flush()).unwrap();
+    assert_eq!(store.cursor(&mike).unwrap(), first.id, "nor when written");
+
+    // Expired messages in two logs, on either side of a log with none.
+    let old = append(store, "zed", "old", at(120)).await;
+    append(store, "zed", "new", at(200)).await;
+    let mut pruned = blocking(|| store.prune(at(150), 100)).unwrap();
+    pruned.sort();
+    assert_eq!(pruned, [(mike.clone(), first.id), (zed.clone(), old.id)]);
+    assert_eq!(
+        blocking(|| store.prune(at(150), 100)).unwrap(),
+        [],
+        "nothing left to prune"
+    );
+    assert_eq!(store.read_after(&mike, 0, 10).unwrap(), [second]);
+    let zed_log = store.read_after(&zed, 0, 10).unwrap();
+    assert_eq!(zed_log.len(), 1);
+    assert_eq!(zed_log[0].content, "new");
+    assert_eq!(
+        store.read_after(&jack, 0, 10).unwrap(),
+        std::slice::from_ref(&other)
+    );
+    let next = append(store, "mike", "three", at(300)).await;
+    assert!(next.id > other.id, "ids never repeat");
+
+    let batch = vec![
+        message("jack", "mike", "four"),
+        message("jack", "nina", "for nina"),
+        message("jack", "mike", "five"),
+    ];
+    let ids = store.append_all(batch, at(400)).await.unwrap();
+    assert_eq!(ids, next.id + 1..next.id + 4, "one id each, in order");
+    let contents: Vec<String> = store
+        .read_after(&mike, next.id, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.content)
+        .collect();
+    assert_eq!(contents, ["four", "five"]);
+    let nina_log = store.read_after(&nina, 0, 10).unwrap();
+    assert_eq!(nina_log.len(), 1);
+    assert_eq!(
+        (nina_log[0].id, nina_log[0].content.as_str()),
+        (next.id + 2, "for nina")
+    );
+    // Everything left expires: the logs empty out.
+    let mut left = 0;
+    loop {
+        let chunk = blocking(|| store.prune(at(1000), 2)).unwrap();
+        assert!(chunk.len() <= 2);
+        left += chunk.len();
+        if chunk.len() < 2 {
+            break;
+        }
+    }
+    assert_eq!(left, 7, "mike 4, jack 1, zed 1, nina 1");
+}
+
+async fn pruning_goes_in_bounded_chunks(store: &dyn Store) {
+    let at = |seconds| UNIX_EPOCH + Duration::from_secs(seconds);
+    let (amy, bob) = (user("amy"), user("bob"));
+    let mut expected = Vec::new();
+    for n in 0..5 {
+        expected.push((
+            amy.clone(),
+            append(store, "amy", &n.to_string(), at(10)).await.id,
+        ));
+        expected.push((
+            bob.clone(),
+            append(store, "bob", &n.to_string(), at(10)).await.id,
+        ));
+    }
+    let kept = append(store, "amy", "kept", at(50)).await;
+    let mut removed = Vec::new();
+    loop {
+        let chunk = blocking(|| store.prune(at(20), 3)).unwrap();
+        assert!(chunk.len() <= 3, "a chunk holds at most max");
+        removed.extend(chunk.iter().cloned());
+        if chunk.len() < 3 {
+            break;
+        }
+    }
+    removed.sort();
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(store.read_after(&amy, 0, 10).unwrap(), [kept]);
+    assert_eq!(store.count_after(&bob, 0).unwrap(), 0);
+}
+
+/// Appends from many tasks at once get distinct ids, each batch contiguous and in order.
+pub(crate) async fn concurrent_appends(store: Arc<dyn Store>) {
+    let mike = user("mike");
+    let before = store.count_after(&mike, 0).unwrap();
+    let appends = (0..16).map(|writer| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let batch = (0..10)
+                .map(|n| message("jack", "mike", &format!("{writer}-{n}")))
+                .collect();
+            store.append_all(batch, SystemTime::now()).await.unwrap()
+        })
+    });
+    let mut ranges = Vec::new();
+    for append in appends {
+        ranges.push(append.await.unwrap());
+    }
+    let stored = store.read_after(&mike, 0, 10_000).unwrap();
+    assert_eq!(stored.len(), before + 160);
+    for range in ranges {
+        assert_eq!(range.end - range.start, 10);
+        let batch: Vec<&Envelope> = stored.iter().filter(|e| range.contains(&e.id)).collect();
+        let writer = batch[0].content.split_once('-').unwrap().0;
+        let contents: Vec<String> = batch.iter().map(|e| e.content.clone()).collect();
+        let expected: Vec<String> = (0..10).map(|n| format!("{writer}-{n}")).collect();
+        assert_eq!(contents, expected, "a batch is contiguous and in order");
+    }
+}

@@ -1,0 +1,274 @@
+//! The embedded, crash-safe [`Store`]: one redb database file, `courier.redb`, in the data
+//! directory.
+//!
+//! - `writer`: the one thread that writes. It takes every append waiting, writes them in one
+//!   transaction and commits it durably (fsync) before answering any (group commit), so
+//!   concurrent streams share commits and no async task waits on the disk. Its job queue is
+//!   bounded ([`JOB_QUEUE`]): a full queue makes appends wait (backpressure).
+//! - `reader`: reads, each in its own read transaction, on the caller's thread.
+//! - `prune`: removal of expired messages in bounded chunks, each its own transaction.
+//!
+//! Tables: `messages` maps (recipient, id) to (from, content, sent_at seconds, nanos);
+//! `cursors` maps a recipient to its delivered-up-to id; `meta` holds `last_id`, kept apart
+//! from the messages so ids never repeat, even after pruning.
+
+mod prune;
+mod reader;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::TableDefinition;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Appending, Pruned, Store, StoreError};
+use crate::domain::{Envelope, NewMessage, UserName};
+use writer::{Job, PendingAppend, Writer};
+
+/// (recipient, id) → (from, content, sent_at seconds, sent_at nanos).
+const MESSAGES: TableDefinition<(&str, u64), (&str, &str, u64, u32)> =
+    TableDefinition::new("messages");
+/// recipient → delivered-up-to id.
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// Counters: [`LAST_ID`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LAST_ID: &str = "last_id";
+
+/// Jobs (appends of up to one stream batch each, cursor wake-ups, flushes) waiting for the
+/// writer thread, at most; an append finding the queue full waits for room.
+pub const JOB_QUEUE: usize = 1024;
+
+/// The redb store; see the module documentation.
+pub struct RedbStore {
+    db: Arc<redb::Database>,
+    /// Cursor moves not written yet: user → id. Bounded by the users with state in the
+    /// mailboxes, since only they move cursors.
+    moved_cursors: Arc<Mutex<HashMap<UserName, u64>>>,
+    /// To the writer thread; `None` once dropped.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database `courier.redb` in `dir` and starts its writer thread.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::to("create the data directory"))?;
+        let db = redb::Database::create(dir.join("courier.redb"))
+            .map_err(StoreError::to("open the database"))?;
+        let write = db
+            .begin_write()
+            .map_err(StoreError::to("open the database"))?;
+        {
+            write
+                .open_table(MESSAGES)
+                .map_err(StoreError::to("create the tables"))?;
+            write
+                .open_table(CURSORS)
+                .map_err(StoreError::to("create the tables"))?;
+            write
+                .open_table(META)
+                .map_err(StoreError::to("create the tables"))?;
+        }
+        write
+            .commit()
+            .map_err(StoreError::to("create the tables"))?;
+        let db = Arc::new(db);
+        let moved_cursors = Arc::new(Mutex::new(HashMap::new()));
+        let (jobs, queue) = mpsc::channel(JOB_QUEUE);
+        let writer = Writer {
+            db: Arc::clone(&db),
+            moved_cursors: Arc::clone(&moved_cursors),
+        };
+        let writer = std::thread::Builder::new()
+            .name("courier-store".into())
+            .spawn(move || writer.run(queue))
+            .map_err(StoreError::to("start the writer thread"))?;
+        Ok(Self {
+            db,
+            moved_cursors,
+            jobs: Some(jobs),
+            writer: Some(writer),
+        })
+    }
+
+    fn jobs(&self) -> Result<&mpsc::Sender<Job>, StoreError> {
+        self.jobs.as_ref().ok_or(StoreError::WriterStopped)
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // The writer makes the last cursor moves durable and stops once its queue is closed;
+        // waiting for it releases the database file before anyone reopens it.
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Locks `mutex`; every update under the store's locks is a single insert or removal, so a
+/// panic elsewhere cannot leave one half-done.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn to_parts(time: SystemTime) -> (u64, u32) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    (since.as_secs(), since.subsec_nanos())
+}
+
+fn from_parts(seconds: u64, nanos: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::new(seconds, nanos)
+}
+
+impl Store for RedbStore {
+    fn append_all(&self, messages: Vec<NewMessage>, sent_at: SystemTime) -> Appending {
+        let jobs = self.jobs().cloned();
+        Box::pin(async move {
+            let (answer, answered) = oneshot::channel();
+            let job = Job::Append(PendingAppend {
+                messages,
+                sent_at,
+                answer,
+            });
+            jobs?
+                .send(job)
+                .await
+                .map_err(|_| StoreError::WriterStopped)?;
+            answered.await.map_err(|_| StoreError::WriterStopped)?
+        })
+    }
+
+    fn read_after(
+        &self,
+        user: &UserName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        reader::read_after(&self.db, user, after, limit)
+    }
+
+    fn count_after(&self, user: &UserName, after: u64) -> Result<usize, StoreError> {
+        reader::count_after(&self.db, user, after)
+    }
+
+    fn cursor(&self, user: &UserName) -> Result<u64, StoreError> {
+        let moved = lock(&self.moved_cursors).get(user).copied().unwrap_or(0);
+        Ok(moved.max(reader::cursor(&self.db, user)?))
+    }
+
+    fn advance_cursor(&self, user: &UserName, id: u64) -> Result<(), StoreError> {
+        let first_move = {
+            let mut moved = lock(&self.moved_cursors);
+            let first_move = moved.is_empty();
+            let cursor = moved.entry(user.clone()).or_default();
+            *cursor = (*cursor).max(id);
+            first_move
+        };
+        // One wake-up for all the moves made before the writer gets to them. A full queue needs
+        // none: the writer takes every move with its next commit, which is coming.
+        if first_move {
+            match self.jobs()?.try_send(Job::Cursors) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::WriterStopped),
+            }
+        }
+        Ok(())
+    }
+
+    fn prune(&self, cutoff: SystemTime, max: usize) -> Result<Vec<Pruned>, StoreError> {
+        prune::prune(&self.db, cutoff, max)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        self.jobs()?
+            .blocking_send(Job::Flush(answer))
+            .map_err(|_| StoreError::WriterStopped)?;
+        answered.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_redb_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::check(&RedbStore::open(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_to_the_redb_store_get_distinct_ids_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_appends(Arc::new(RedbStore::open(dir.path()).unwrap())).await;
+    }
+
+    #[tokio::test]
+    async fn the_redb_store_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let jack = UserName::parse("jack").unwrap();
+        let sent = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            let sent = conformance::append(&store, "mike", "kept", SystemTime::now()).await;
+            // Not flushed: closing the store writes it.
+            store.advance_cursor(&jack, 7).unwrap();
+            sent
+        };
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.read_after(&sent.to, 0, 10).unwrap(),
+            std::slice::from_ref(&sent)
+        );
+        assert_eq!(store.cursor(&jack).unwrap(), 7);
+        assert!(
+            conformance::append(&store, "mike", "next", SystemTime::now())
+                .await
+                .id
+                > sent.id
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_job_queue_makes_appends_wait_and_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        // An open write transaction stalls the writer at its next commit.
+        let stall = store.db.begin_write().unwrap();
+        // The writer takes one commit's worth (MAX_COMMIT messages) before it stalls; the
+        // queue then fills up.
+        let batch = 8;
+        let jobs = JOB_QUEUE + writer::MAX_COMMIT / batch + 10;
+        let appends: Vec<_> = (0..jobs)
+            .map(|n| {
+                let messages = (0..batch)
+                    .map(|m| conformance::message("jack", "mike", &format!("{n}.{m}")))
+                    .collect();
+                tokio::spawn(store.append_all(messages, SystemTime::now()))
+            })
+            .collect();
+        let queue = store.jobs().unwrap().clone();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while queue.capacity() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the queue fills up");
+        assert!(appends.iter().all(|append| !append.is_finished()));
+        drop(stall);
+        let mut ids = Vec::new();
+        for append in appends {
+            ids.extend(append.await.unwrap().unwrap());
+        }
+        ids.sort_unstable();
+        let expected: Vec<u64> = (1..=(jobs * batch) as u64).collect();
+        assert_eq!(ids, expected, "every waiting append landed");
+    }
+}

@@ -1,0 +1,172 @@
+//! The writer thread of the redb store: every write goes through it, in group commits.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use redb::ReadableTable as _;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CURSORS, LAST_ID, MESSAGES, META, lock, to_parts};
+use crate::domain::{NewMessage, UserName};
+use crate::store::StoreError;
+
+/// Work for the writer thread.
+pub(super) enum Job {
+    /// Append messages, answer their ids once durable.
+    Append(PendingAppend),
+    /// Write the cursor moves made so far (not durably by itself).
+    Cursors,
+    /// Make everything so far durable, then answer.
+    Flush(std::sync::mpsc::Sender<Result<(), StoreError>>),
+}
+
+/// An append waiting for the writer.
+pub(super) struct PendingAppend {
+    pub(super) messages: Vec<NewMessage>,
+    pub(super) sent_at: SystemTime,
+    pub(super) answer: oneshot::Sender<Result<Range<u64>, StoreError>>,
+}
+
+/// Messages one commit takes at most: a bound on a transaction's size and on the wait of the
+/// appends queued behind it.
+pub(super) const MAX_COMMIT: usize = 4096;
+
+/// The writer thread's side of a [`RedbStore`](super::RedbStore).
+pub(super) struct Writer {
+    pub(super) db: Arc<redb::Database>,
+    pub(super) moved_cursors: Arc<Mutex<HashMap<UserName, u64>>>,
+}
+
+/// One group of jobs, written in one transaction.
+#[derive(Default)]
+struct Group {
+    appends: Vec<PendingAppend>,
+    messages: usize,
+    flushes: Vec<std::sync::mpsc::Sender<Result<(), StoreError>>>,
+}
+
+impl Writer {
+    /// Serves `queue` until every sender is gone, then makes the last cursor moves durable.
+    pub(super) fn run(&self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut group = Group::default();
+            let mut next = Some(first);
+            // Everything already waiting joins this commit, up to MAX_COMMIT messages.
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Append(append) => {
+                        group.messages += append.messages.len();
+                        group.appends.push(append);
+                    }
+                    Job::Cursors => {}
+                    Job::Flush(answer) => group.flushes.push(answer),
+                }
+                if group.messages < MAX_COMMIT {
+                    next = queue.try_recv().ok();
+                }
+            }
+            let durable = !group.appends.is_empty() || !group.flushes.is_empty();
+            tracing::trace!(
+                appends = group.appends.len(),
+                messages = group.messages,
+                durable,
+                "commit"
+            );
+            self.commit(group, durable);
+        }
+        self.commit(Group::default(), true);
+    }
+
+    /// Writes `group` and the cursor moves in one transaction and answers each job.
+    fn commit(&self, group: Group, durable: bool) {
+        let cursors = std::mem::take(&mut *lock(&self.moved_cursors));
+        match self.write(&group, &cursors, durable) {
+            Ok(ids) => {
+                for (append, ids) in group.appends.into_iter().zip(ids) {
+                    let _ = append.answer.send(Ok(ids));
+                }
+                for answer in group.flushes {
+                    let _ = answer.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %crate::logging::Chain(&error), "the message store could not commit");
+                // The cursor moves are tried again with the next commit.
+                let mut moved = lock(&self.moved_cursors);
+                for (user, id) in cursors {
+                    let cursor = moved.entry(user).or_default();
+                    *cursor = (*cursor).max(id);
+                }
+                for append in group.appends {
+                    let _ = append.answer.send(Err(error.clone()));
+                }
+                for answer in group.flushes {
+                    let _ = answer.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// One transaction: the appends in order, each under the next ids, and the cursor moves.
+    fn write(
+        &self,
+        group: &Group,
+        cursors: &HashMap<UserName, u64>,
+        durable: bool,
+    ) -> Result<Vec<Range<u64>>, StoreError> {
+        const WHAT: &str = "commit messages";
+        let mut write = self.db.begin_write().map_err(StoreError::to(WHAT))?;
+        if !durable {
+            // Cursor moves alone wait for the next durable commit: a crash before it repeats
+            // deliveries, it never skips one.
+            write
+                .set_durability(redb::Durability::None)
+                .map_err(StoreError::to(WHAT))?;
+        }
+        let mut assigned = Vec::with_capacity(group.appends.len());
+        {
+            let mut meta = write.open_table(META).map_err(StoreError::to(WHAT))?;
+            let mut id = meta
+                .get(LAST_ID)
+                .map_err(StoreError::to(WHAT))?
+                .map_or(0, |id| id.value());
+            let mut table = write.open_table(MESSAGES).map_err(StoreError::to(WHAT))?;
+            for append in &group.appends {
+                let (seconds, nanos) = to_parts(append.sent_at);
+                let first = id + 1;
+                for message in &append.messages {
+                    id += 1;
+                    table
+                        .insert(
+                            (message.to.as_str(), id),
+                            (
+                                message.from.as_str(),
+                                message.content.as_str(),
+                                seconds,
+                                nanos,
+                            ),
+                        )
+                        .map_err(StoreError::to(WHAT))?;
+                }
+                assigned.push(first..id + 1);
+            }
+            meta.insert(LAST_ID, id).map_err(StoreError::to(WHAT))?;
+            let mut stored = write.open_table(CURSORS).map_err(StoreError::to(WHAT))?;
+            for (user, id) in cursors {
+                let current = stored
+                    .get(user.as_str())
+                    .map_err(StoreError::to(WHAT))?
+                    .map_or(0, |id| id.value());
+                if *id > current {
+                    stored
+                        .insert(user.as_str(), *id)
+                        .map_err(StoreError::to(WHAT))?;
+                }
+            }
+        }
+        write.commit().map_err(StoreError::to(WHAT))?;
+        Ok(assigned)
+    }
+}
