@@ -5,27 +5,28 @@
 //!   metadata to each request.
 //! - [`demo`] plays the original tutorial's scenarios against any server of the contract and
 //!   checks every answer.
+//! - [`ClientError`] and [`RpcError`] keep what caused them as their
+//!   [`source`](std::error::Error::source), for [`courier_common::Chain`] to show them all.
 //!
-//! The `courier-client` binary only parses arguments and calls into this library.
+//! The names Courier shares with its server (generated types, metadata keys, the user-name
+//! rule) come from `courier-common`. The `courier-client` binary only parses arguments and
+//! calls into this library.
 
 pub mod demo;
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::path::PathBuf;
 
+use courier_common::metadata;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
-/// The generated types and stubs the client speaks, under short names.
-pub mod pb {
-    pub use courier_proto::courier::chat::v1 as chat;
-    pub use courier_proto::courier::hello::v1 as hello;
-    pub use courier_proto::courier::message::v1 as message;
-}
-
-/// Header carrying the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The generated types and stubs, as `courier-common` names them; re-exported for the
+/// programs built on this client (the bench harness, the server's tests).
+pub use courier_common::pb;
 
 /// Where and how to connect.
 #[derive(Clone, Debug, Default)]
@@ -40,23 +41,82 @@ pub struct ConnectOptions {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
-/// Why a connection could not be made or a metadata entry not be used.
+/// Why a connection could not be made or a metadata entry not be used. Each variant that has a
+/// cause keeps it as its [`source`](std::error::Error::source) rather than in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A PEM file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     ReadFile {
         /// The file.
         path: String,
         /// What the OS said.
+        #[source]
         source: std::io::Error,
     },
-    /// The address or TLS settings were refused, or the server could not be reached.
-    #[error("cannot connect: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// The address is not a URI tonic can connect to.
+    #[error("invalid address {addr:?}")]
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// Why tonic refused it.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The TLS settings were refused.
+    #[error("invalid TLS settings for {addr}")]
+    Tls {
+        /// The address they were for.
+        addr: String,
+        /// Why tonic refused them.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The server could not be reached, or the TLS handshake with it failed.
+    #[error("cannot connect to {addr}")]
+    Transport {
+        /// The address connected to.
+        addr: String,
+        /// What went wrong, down to the OS error when there is one.
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// A `-H key:value` entry is not valid gRPC metadata.
     #[error("invalid metadata {0:?}: {1}")]
     Metadata(String, &'static str),
+}
+
+/// A failed call, shown as `Code: message`. Its [`source`](std::error::Error::source) is what
+/// the status itself was made from, when tonic kept it (a transport error, say).
+#[derive(Debug)]
+pub struct RpcError(pub Status);
+
+impl From<Status> for RpcError {
+    fn from(status: Status) -> Self {
+        Self(status)
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_status(f, &self.0)
+    }
+}
+
+impl StdError for RpcError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Writes `status` as `Code: message` (or `Code` alone when the message is empty). Not
+/// `Status`'s own `Display`, which also prints the cause: here the cause is a `source`.
+pub(crate) fn write_status(f: &mut fmt::Formatter<'_>, status: &Status) -> fmt::Result {
+    write!(f, "{:?}", status.code())?;
+    if !status.message().is_empty() {
+        write!(f, ": {}", status.message())?;
+    }
+    Ok(())
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
@@ -100,6 +160,21 @@ impl ExtraMetadata {
             Ok(Self::Ascii(key, value))
         }
     }
+
+    /// The [`from`](courier_common::metadata::FROM) entry naming the caller, which servers
+    /// without authentication (the original tutorial's) go by.
+    pub fn caller(user: &str) -> Result<Self, ClientError> {
+        let value = user.parse().map_err(|_| {
+            ClientError::Metadata(
+                format!("{}:{user}", metadata::FROM),
+                "not a valid metadata value",
+            )
+        })?;
+        Ok(Self::Ascii(
+            AsciiMetadataKey::from_static(metadata::FROM),
+            value,
+        ))
+    }
 }
 
 /// Adds the bearer token, a fresh request id (unless one is set) and extra metadata to every
@@ -129,23 +204,23 @@ impl CallMetadata {
 
 impl tonic::service::Interceptor for CallMetadata {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let metadata = request.metadata_mut();
+        let entries = request.metadata_mut();
         for entry in &self.extra {
             match entry {
                 ExtraMetadata::Ascii(key, value) => {
-                    metadata.insert(key.clone(), value.clone());
+                    entries.insert(key.clone(), value.clone());
                 }
                 ExtraMetadata::Binary(key, bytes) => {
-                    metadata.insert_bin(key.clone(), MetadataValue::from_bytes(bytes));
+                    entries.insert_bin(key.clone(), MetadataValue::from_bytes(bytes));
                 }
             }
         }
         if let Some(authorization) = &self.authorization {
-            metadata.insert("authorization", authorization.clone());
+            entries.insert("authorization", authorization.clone());
         }
-        if !metadata.contains_key(REQUEST_ID_HEADER) {
+        if !entries.contains_key(metadata::REQUEST_ID) {
             let id = uuid::Uuid::new_v4().to_string();
-            metadata.insert(REQUEST_ID_HEADER, id.parse().expect("a uuid is ASCII"));
+            entries.insert(metadata::REQUEST_ID, id.parse().expect("a uuid is ASCII"));
         }
         Ok(request)
     }
@@ -163,8 +238,13 @@ pub struct Connection {
 impl Connection {
     /// Connects as `options` say (TLS when a CA is given or the address is `https://`).
     pub async fn open(options: &ConnectOptions) -> Result<Self, ClientError> {
-        let mut endpoint = Endpoint::from_shared(options.addr.clone())?;
-        if options.ca.is_some() || options.addr.starts_with("https://") {
+        let addr = &options.addr;
+        let mut endpoint =
+            Endpoint::from_shared(addr.clone()).map_err(|source| ClientError::InvalidAddress {
+                addr: addr.clone(),
+                source,
+            })?;
+        if options.ca.is_some() || addr.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             if let Some(ca) = &options.ca {
                 tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
@@ -175,11 +255,21 @@ impl Connection {
             if let Some((cert, key)) = &options.identity {
                 tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
             }
-            endpoint = endpoint.tls_config(tls)?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|source| ClientError::Tls {
+                    addr: addr.clone(),
+                    source,
+                })?;
         }
-        Ok(Self {
-            channel: endpoint.connect().await?,
-        })
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Transport {
+                addr: addr.clone(),
+                source,
+            })?;
+        Ok(Self { channel })
     }
 
     /// The channel with `metadata` added to every call.
@@ -217,6 +307,44 @@ mod tests {
     use super::*;
     use tonic::service::Interceptor as _;
 
+    #[tokio::test]
+    async fn a_refused_connection_keeps_its_cause() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let error = Connection::open(&ConnectOptions {
+            addr: addr.clone(),
+            ..ConnectOptions::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(error, ClientError::Transport { .. }), "{error:?}");
+        assert_eq!(error.to_string(), format!("cannot connect to {addr}"));
+        let chain = courier_common::Chain(&error).to_string();
+        assert!(chain.contains("Connection refused"), "{chain}");
+    }
+
+    #[test]
+    fn a_failed_call_shows_code_and_message() {
+        let error = RpcError::from(Status::not_found("no such user"));
+        assert_eq!(error.to_string(), "NotFound: no such user");
+        assert_eq!(
+            RpcError::from(Status::cancelled("")).to_string(),
+            "Cancelled"
+        );
+    }
+
+    #[test]
+    fn the_caller_entry_is_from() {
+        match ExtraMetadata::caller("jack").unwrap() {
+            ExtraMetadata::Ascii(key, value) => {
+                assert_eq!((key.as_str(), value.to_str().unwrap()), ("from", "jack"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(ExtraMetadata::caller("ja\nck").is_err());
+    }
+
     #[test]
     fn metadata_entries_parse_text_and_binary() {
         match ExtraMetadata::parse("X-Trace: abc").unwrap() {
@@ -245,19 +373,19 @@ mod tests {
             "Bearer secret"
         );
         assert_ne!(
-            first.metadata().get(REQUEST_ID_HEADER),
-            second.metadata().get(REQUEST_ID_HEADER)
+            first.metadata().get(metadata::REQUEST_ID),
+            second.metadata().get(metadata::REQUEST_ID)
         );
         let mut given = Request::new(());
         given
             .metadata_mut()
-            .insert(REQUEST_ID_HEADER, "mine".parse().unwrap());
+            .insert(metadata::REQUEST_ID, "mine".parse().unwrap());
         assert_eq!(
             interceptor
                 .call(given)
                 .unwrap()
                 .metadata()
-                .get(REQUEST_ID_HEADER)
+                .get(metadata::REQUEST_ID)
                 .unwrap(),
             "mine"
         );

@@ -1,4 +1,7 @@
 //! The `courier-client` binary: parses arguments and calls the [`courier_client`] library.
+//!
+//! User names given as flags are checked against `courier-common`'s rule before anything is
+//! sent; every error is printed with its whole chain of causes.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -10,7 +13,8 @@ use courier_client::demo::{Demo, describe_metadata};
 use courier_client::pb::chat::ChatRequest;
 use courier_client::pb::hello::HelloRequest;
 use courier_client::pb::message::{Message, ReceiveMessageRequest, SendMessageRequest};
-use courier_client::{CallMetadata, ConnectOptions, Connection, ExtraMetadata};
+use courier_client::{CallMetadata, ConnectOptions, Connection, ExtraMetadata, RpcError};
+use courier_common::user_name::{self, UserNameError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -109,22 +113,79 @@ enum Command {
     },
 }
 
+/// Why a command failed. Causes stay [`source`](std::error::Error::source)s, so that
+/// [`courier_common::Chain`] can print them all.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
     Client(#[from] courier_client::ClientError),
     #[error(transparent)]
     Demo(#[from] courier_client::demo::DemoError),
-    #[error("{code:?}: {message}", code = .0.code(), message = .0.message())]
-    Rpc(#[from] tonic::Status),
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("{flag}: user name {name:?}")]
+    UserName {
+        flag: &'static str,
+        name: String,
+        #[source]
+        source: UserNameError,
+    },
+    #[error("{what}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot read {path}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
+impl From<tonic::Status> for CliError {
+    fn from(status: tonic::Status) -> Self {
+        Self::Rpc(status.into())
+    }
+}
+
+/// Checks the user name given as `flag`, if one was given.
+fn check_user(flag: &'static str, name: Option<&str>) -> Result<(), CliError> {
+    match name {
+        Some(name) => user_name::check(name).map_err(|source| CliError::UserName {
+            flag,
+            name: name.to_owned(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks every user name `command` takes as a flag, before anything goes over the network.
+/// Requests given as JSON (`-d`) are sent as they are, for the server to judge.
+fn check_user_names(command: &Command) -> Result<(), CliError> {
+    match command {
+        Command::Send { from, to, .. } => {
+            check_user("--from", from.as_deref())?;
+            check_user("--to", to.as_deref())
+        }
+        Command::Receive { user, .. } => check_user("--user", user.as_deref()),
+        Command::Chat { user, to } => {
+            check_user("--user", Some(user))?;
+            check_user("--to", Some(to))
+        }
+        Command::Hello { .. } | Command::Demo { .. } => Ok(()),
+    }
+}
+
 fn parse_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, CliError> {
-    serde_json::from_str(text).map_err(|error| CliError::Input(format!("{what}: {error}")))
+    serde_json::from_str(text).map_err(|source| CliError::Json {
+        what: what.to_owned(),
+        source,
+    })
 }
 
 fn print_json(value: &impl Serialize) {
@@ -182,13 +243,14 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", courier_common::Chain(&error));
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    check_user_names(&cli.command)?;
     let output = Output {
         json: cli.json,
         verbose: cli.verbose,
@@ -304,7 +366,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 cli.headers
                     .iter()
                     .map(|entry| ExtraMetadata::parse(entry))
-                    .chain([ExtraMetadata::parse(&format!("from:{user}"))])
+                    .chain([ExtraMetadata::caller(&user)])
                     .collect::<Result<Vec<_>, _>>()?,
             )?;
             let response = connection
@@ -343,8 +405,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(dir) = tokens_dir {
                 for user in ["jack", "mike"] {
                     let path = dir.join(format!("{user}.token"));
-                    let token = std::fs::read_to_string(&path)
-                        .map_err(|error| CliError::Input(format!("{}: {error}", path.display())))?;
+                    let token =
+                        std::fs::read_to_string(&path).map_err(|source| CliError::ReadFile {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
                     tokens.insert(user.to_owned(), token.trim().to_owned());
                 }
             }
