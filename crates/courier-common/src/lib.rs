@@ -12,15 +12,23 @@
 use std::fmt;
 
 /// Displays an error followed by each of its sources, `top: cause: root cause`, so that a
-/// message never stops at "transport error".
+/// message never stops at "transport error". A cause worded exactly like the one before it is
+/// shown once.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            // Layers that wrap an error under the same words (hyper-util's connect errors do)
+            // would repeat themselves.
+            let text = cause.to_string();
+            if text != shown {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
             source = cause.source();
         }
         Ok(())
@@ -99,6 +107,15 @@ pub mod user_name {
             assert_eq!(
                 crate::Chain(&Top(io)).to_string(),
                 "cannot connect: Connection refused"
+            );
+            #[derive(Debug, thiserror::Error)]
+            #[error("cannot connect")]
+            struct Again(#[source] Top);
+            let io = std::io::Error::other("Connection refused");
+            assert_eq!(
+                crate::Chain(&Again(Top(io))).to_string(),
+                "cannot connect: Connection refused",
+                "a cause worded like the one before it is shown once"
             );
         }
 
