@@ -1,38 +1,19 @@
 //! Nothing accepted is lost: resuming after a cancel, restarting on the same data directory,
 //! and a SIGKILL in the middle of sending.
 
-mod common;
-
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, Setup, TestServer, as_user, contents, message, receive_until_idle};
 use courier_client::Connection;
-use courier_client::pb::message::{ReceiveMessageRequest, SendMessageRequest};
+
+use crate::helpers::checks::{assert_in_order, assert_nothing_lost};
+use crate::helpers::client::{
+    contents, is_transport_error, open_receive, receive_until_idle, send_texts,
+};
+use crate::helpers::process::ServerProcess;
+use crate::helpers::server::{Setup, TestServer};
 
 const IDLE: Duration = Duration::from_millis(300);
-
-fn receive(user: &str, after_id: &str) -> ReceiveMessageRequest {
-    ReceiveMessageRequest {
-        user: user.into(),
-        idle_timeout: Some(IDLE.into()),
-        after_id: after_id.into(),
-    }
-}
-
-async fn send(connection: &Connection, texts: &[String]) -> Result<i64, tonic::Status> {
-    let requests: Vec<_> = texts
-        .iter()
-        .map(|text| SendMessageRequest {
-            message: Some(message("jack", "mike", text)),
-        })
-        .collect();
-    Ok(connection
-        .messages(as_user("jack"))
-        .send_message(tokio_stream::iter(requests))
-        .await?
-        .into_inner()
-        .count)
-}
 
 /// Receives `mike`'s messages until the idle timeout: their contents.
 async fn receive_all(connection: &Connection, after_id: &str) -> Vec<String> {
@@ -45,6 +26,11 @@ async fn receive_all(connection: &Connection, after_id: &str) -> Vec<String> {
 
 fn texts(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
     range.map(|n| format!("m{n}")).collect()
+}
+
+/// Sends `texts` from jack to mike in one call: the count.
+async fn send(connection: &Connection, texts: &[String]) -> Result<i64, tonic::Status> {
+    send_texts(connection, "jack", "mike", texts).await
 }
 
 #[tokio::test]
@@ -62,17 +48,17 @@ async fn a_receiver_that_cancels_after_k_of_n_resumes_with_exactly_the_rest() {
         assert_eq!(send(&connection, &texts(1..=N)).await.unwrap(), N as i64);
 
         // Read K messages, then cancel: more may already be on their way through HTTP/2.
-        let mut stream = connection
-            .messages(as_user("mike"))
-            .receive_message(receive("mike", ""))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = open_receive(&connection, "mike", "", Some(IDLE)).await;
         let mut processed = Vec::new();
         while processed.len() < K {
             processed.push(stream.message().await.unwrap().unwrap().message.unwrap());
         }
         drop(stream);
+        assert_eq!(
+            contents(&processed),
+            texts(1..=K),
+            "durable store: {durable}"
+        );
         let last = processed.last().unwrap().id.clone();
 
         let rest = receive_all(&connection, &last).await;
@@ -97,12 +83,7 @@ async fn messages_survive_a_restart_on_the_same_data_directory() {
     let connection = server.connect().await;
     assert_eq!(send(&connection, &texts(1..=10)).await.unwrap(), 10);
     // Deliver the first three, then stop.
-    let mut stream = connection
-        .messages(as_user("mike"))
-        .receive_message(receive("mike", ""))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_receive(&connection, "mike", "", Some(IDLE)).await;
     for _ in 0..3 {
         stream.message().await.unwrap().unwrap();
     }
@@ -134,7 +115,7 @@ async fn every_message_counted_before_a_sigkill_is_delivered_after_the_restart()
     let connection = server.connect().await;
 
     // Senders send one message per call and remember what was counted, until the kill.
-    let counted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let counted = Arc::new(Mutex::new(Vec::new()));
     let mut senders = Vec::new();
     for sender in 0..4 {
         let (connection, counted) = (connection.clone(), counted.clone());
@@ -144,7 +125,11 @@ async fn every_message_counted_before_a_sigkill_is_delivered_after_the_restart()
                 match send(&connection, std::slice::from_ref(&text)).await {
                     Ok(1) => counted.lock().unwrap().push(text),
                     Ok(other) => panic!("count {other} for one message"),
-                    Err(_) => return,
+                    // A killed server sends nothing: only the connection can have failed.
+                    Err(status) => {
+                        assert!(is_transport_error(&status), "s{sender}: {status:?}");
+                        return;
+                    }
                 }
             }
         }));
@@ -168,30 +153,10 @@ async fn every_message_counted_before_a_sigkill_is_delivered_after_the_restart()
     let server = ServerProcess::start(&data, &addr_file, &[]);
     let connection = server.connect().await;
     let delivered: Vec<String> = receive_all(&connection, "").await;
-    let delivered_set: std::collections::HashSet<&String> = delivered.iter().collect();
-    let lost: Vec<&String> = counted
-        .iter()
-        .filter(|text| !delivered_set.contains(text))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} counted messages lost: {:?}",
-        lost.len(),
-        counted.len(),
-        &lost[..lost.len().min(5)]
-    );
+    assert_nothing_lost(&counted, &delivered, "after the SIGKILL");
     // Per-sender order is kept.
     for sender in 0..4 {
-        let prefix = format!("s{sender}-");
-        let numbers: Vec<usize> = delivered
-            .iter()
-            .filter_map(|text| text.strip_prefix(&prefix))
-            .map(|n| n.parse().unwrap())
-            .collect();
-        assert!(
-            numbers.windows(2).all(|pair| pair[0] < pair[1]),
-            "sender {sender}: {numbers:?}"
-        );
+        assert_in_order(&delivered, &format!("s{sender}-"), "after the SIGKILL");
     }
     server.kill();
 }

@@ -1,17 +1,20 @@
 //! Authentication, TLS and mutual TLS against a real server on loopback, and the demo passing
 //! with and without them.
 
-mod common;
+use std::error::Error;
+use std::time::Duration;
 
-use common::{JACK_TOKEN, MIKE_TOKEN, Setup, TestServer, message, metadata};
-use courier_client::ConnectOptions;
 use courier_client::demo::Demo;
 use courier_client::pb::hello::HelloRequest;
-use courier_client::pb::message::{ReceiveMessageRequest, SendMessageRequest};
+use courier_client::pb::message::SendMessageRequest;
+use courier_client::{ConnectOptions, Connection};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::client::{hello, message, metadata, receive_request};
+use crate::helpers::server::{JACK_TOKEN, MIKE_TOKEN, Setup, TestServer};
 
 #[tokio::test]
 async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
@@ -21,7 +24,7 @@ async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
     })
     .await;
     let connection = server.connect().await;
-    let hello = HelloRequest {
+    let request = HelloRequest {
         name: "jack".into(),
     };
     let cases = [
@@ -35,7 +38,7 @@ async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
     for (call, reason) in cases {
         let status = connection
             .hello(call)
-            .hello(hello.clone())
+            .hello(request.clone())
             .await
             .unwrap_err();
         assert_eq!(
@@ -46,18 +49,17 @@ async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
     // Streaming RPCs are covered by the same layer.
     let status = connection
         .messages(metadata(None, &[]))
-        .receive_message(ReceiveMessageRequest {
-            user: "jack".into(),
-            idle_timeout: None,
-            after_id: String::new(),
-        })
+        .receive_message(receive_request("jack", "", None))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unauthenticated, "missing authorization metadata")
+    );
 
     let reply = connection
         .hello(metadata(Some(JACK_TOKEN), &[]))
-        .hello(hello)
+        .hello(request)
         .await
         .unwrap();
     assert_eq!(reply.into_inner().msg, "hello world! jack");
@@ -71,7 +73,8 @@ async fn a_token_for_another_user_is_permission_denied() {
     })
     .await;
     let connection = server.connect().await;
-    // mike's token, claiming to be jack, both in the message and in the `from` metadata.
+    // mike's token, claiming to be jack, both in the message and in the `from` metadata: the
+    // token wins over the metadata.
     let spoof = SendMessageRequest {
         message: Some(message("jack", "mike", "hi")),
     };
@@ -80,15 +83,17 @@ async fn a_token_for_another_user_is_permission_denied() {
         .send_message(tokio_stream::iter([spoof]))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::PermissionDenied,
+            "message.from is \"jack\" but the caller is \"mike\" (0 earlier messages of this stream were queued)"
+        )
+    );
 
     let status = connection
         .messages(metadata(Some(MIKE_TOKEN), &[]))
-        .receive_message(ReceiveMessageRequest {
-            user: "jack".into(),
-            idle_timeout: None,
-            after_id: String::new(),
-        })
+        .receive_message(receive_request("jack", "", None))
         .await
         .unwrap_err();
     assert_eq!(
@@ -207,17 +212,27 @@ async fn health_and_reflection_need_no_token() {
     );
 }
 
-/// Whether a Hello over a connection made with `options` succeeds.
-async fn hello_succeeds(options: &ConnectOptions) -> bool {
-    let Ok(connection) = courier_client::Connection::open(options).await else {
-        return false;
-    };
-    let request = HelloRequest { name: "x".into() };
-    connection
-        .hello(metadata(None, &[]))
-        .hello(request)
+/// An error and its sources, one line.
+fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(error) = source {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        source = error.source();
+    }
+    text
+}
+
+/// A Hello over a new connection made with `options`: the greeting, or why there was none
+/// (the error and its sources), whether connecting or calling failed.
+async fn hello_over(options: &ConnectOptions) -> Result<String, String> {
+    let connection = Connection::open(options)
         .await
-        .is_ok()
+        .map_err(|error| chain(&error))?;
+    hello(&connection, "x")
+        .await
+        .map_err(|status| chain(&status))
 }
 
 #[tokio::test]
@@ -227,34 +242,34 @@ async fn tls_is_verified_against_the_given_ca() {
         ..Setup::default()
     })
     .await;
-    let reply = server
-        .connect()
-        .await
-        .hello(metadata(None, &[]))
-        .hello(HelloRequest { name: "tls".into() })
-        .await;
-    assert_eq!(reply.unwrap().into_inner().msg, "hello world! tls");
+    assert_eq!(
+        hello(&server.connect().await, "tls").await.unwrap(),
+        "hello world! tls"
+    );
 
     // Without our CA the server's certificate is untrusted.
     let untrusted = ConnectOptions {
         ca: None,
         ..server.options()
     };
-    assert!(
-        !hello_succeeds(&untrusted).await,
-        "an untrusted certificate must not be accepted"
-    );
+    let error = hello_over(&untrusted).await.unwrap_err();
+    assert!(error.contains("UnknownIssuer"), "{error}");
 
     // Plaintext to the TLS port fails instead of hanging.
     let plaintext = ConnectOptions {
         addr: format!("http://{}", server.addr),
         ..ConnectOptions::default()
     };
-    let refused = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        hello_succeeds(&plaintext),
+    let error = tokio::time::timeout(Duration::from_secs(10), hello_over(&plaintext))
+        .await
+        .expect("answers within 10 s")
+        .unwrap_err();
+    // The TLS side drops the connection; whether the client then sees a broken pipe or a reset
+    // depends on timing, so only the connection's failure is checked.
+    assert!(
+        error.contains("transport error: connection error"),
+        "{error}"
     );
-    assert!(!refused.await.expect("answers within 10 s"));
 }
 
 #[tokio::test]
@@ -264,26 +279,18 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         ..Setup::default()
     })
     .await;
-    let (dir, _) = server.pki.as_ref().unwrap();
-    let anonymous = server.options();
+    let error = hello_over(&server.options()).await.unwrap_err();
     assert!(
-        !hello_succeeds(&anonymous).await,
-        "no client certificate must be refused"
+        error.contains("received fatal alert: CertificateRequired"),
+        "{error}"
     );
 
+    let dir = server.pki_dir.as_ref().unwrap().path();
     let identified = ConnectOptions {
-        identity: Some((dir.path().join("client.pem"), dir.path().join("client.key"))),
+        identity: Some((dir.join("client.pem"), dir.join("client.key"))),
         ..server.options()
     };
-    let connection = courier_client::Connection::open(&identified).await.unwrap();
-    let reply = connection
-        .hello(metadata(None, &[]))
-        .hello(HelloRequest {
-            name: "mtls".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply.into_inner().msg, "hello world! mtls");
+    assert_eq!(hello_over(&identified).await.unwrap(), "hello world! x");
 }
 
 #[tokio::test]
@@ -319,6 +326,11 @@ async fn the_demo_passes_with_tls_and_auth_and_fails_without_tokens() {
         .run(&mut transcript)
         .await
         .unwrap();
+    assert!(
+        String::from_utf8(transcript)
+            .unwrap()
+            .contains("demo passed")
+    );
 
     let error = Demo::new(server.connect().await, Default::default())
         .run(&mut Vec::new())

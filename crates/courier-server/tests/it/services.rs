@@ -1,40 +1,22 @@
 //! Every RPC kind against a real server on loopback: answers, ordering, metadata both ways,
-//! validation, idle timeout, chat, and what competing receivers get.
-
-mod common;
+//! validation, idle timeout, chat, shutdown, and what competing receivers get.
 
 use std::time::Duration;
 
-use common::{
-    Setup, TestServer, as_user, contents, drain, message, metadata, open_receive,
-    receive_until_idle,
-};
-use courier_client::pb::chat::ChatRequest;
 use courier_client::pb::hello::HelloRequest;
-use courier_client::pb::message::{Message, ReceiveMessageRequest, SendMessageRequest};
+use courier_client::pb::message::{ReceiveMessageRequest, SendMessageRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_client::HealthClient};
 
-fn sends(messages: &[Message]) -> impl tokio_stream::Stream<Item = SendMessageRequest> + use<> {
-    let requests: Vec<_> = messages
-        .iter()
-        .cloned()
-        .map(|message| SendMessageRequest {
-            message: Some(message),
-        })
-        .collect();
-    tokio_stream::iter(requests)
-}
-
-fn receive(user: &str, idle: Option<Duration>) -> ReceiveMessageRequest {
-    ReceiveMessageRequest {
-        user: user.into(),
-        idle_timeout: idle.map(Into::into),
-        after_id: String::new(),
-    }
-}
+use crate::helpers::client::{
+    SHUTTING_DOWN, as_user, chat_line, contents, drain, message, metadata, open_chat, open_receive,
+    receive_request, receive_until_idle, send_texts, sends,
+};
+use crate::helpers::server::{Setup, TestServer};
 
 const IDLE: Duration = Duration::from_millis(300);
 
@@ -114,7 +96,7 @@ async fn streaming_calls_echo_metadata_in_their_headers() {
             None,
             &["from:mike", "x-echo-blob-bin:AAH/gA==", "x-request-id:r-7"],
         ))
-        .receive_message(receive("mike", Some(IDLE)))
+        .receive_message(receive_request("mike", "", Some(IDLE)))
         .await
         .unwrap();
     let headers = response.metadata();
@@ -149,7 +131,7 @@ async fn sent_messages_are_counted_exactly_and_received_in_order_with_trailers()
 
     let response = connection
         .messages(as_user("mike"))
-        .receive_message(receive("mike", Some(IDLE)))
+        .receive_message(receive_request("mike", "", Some(IDLE)))
         .await
         .unwrap();
     assert!(response.metadata().contains_key("x-request-id"));
@@ -179,13 +161,9 @@ async fn receive_pushes_messages_as_they_arrive() {
     let connection = server.connect().await;
     let mut stream = open_receive(&connection, "mike", "", None).await;
     for text in ["first", "second"] {
-        let count = connection
-            .messages(as_user("jack"))
-            .send_message(sends(&[message("jack", "mike", text)]))
+        let count = send_texts(&connection, "jack", "mike", &[text.to_owned()])
             .await
-            .unwrap()
-            .into_inner()
-            .count;
+            .unwrap();
         assert_eq!(count, 1);
         let got = tokio::time::timeout(Duration::from_secs(5), stream.message())
             .await
@@ -247,7 +225,7 @@ async fn malformed_requests_get_invalid_argument_naming_the_field() {
 
     let status = connection
         .messages(as_user("mike"))
-        .receive_message(receive("", None))
+        .receive_message(receive_request("", "", None))
         .await
         .unwrap_err();
     assert_eq!(
@@ -256,12 +234,11 @@ async fn malformed_requests_get_invalid_argument_naming_the_field() {
     );
 
     let zero = ReceiveMessageRequest {
-        user: "mike".into(),
         idle_timeout: Some(pbjson_types::Duration {
             seconds: 0,
             nanos: 0,
         }),
-        after_id: String::new(),
+        ..receive_request("mike", "", None)
     };
     let status = connection
         .messages(as_user("mike"))
@@ -283,13 +260,107 @@ async fn malformed_requests_get_invalid_argument_naming_the_field() {
         .send_message(sends(&[with_id]))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status
-            .message()
-            .starts_with("message.id: is assigned by the server"),
-        "{}",
-        status.message()
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::InvalidArgument,
+            "message.id: is assigned by the server; leave it empty (0 earlier messages of this stream were queued)"
+        )
+    );
+}
+
+/// The README's "Input rules" not covered above: each is INVALID_ARGUMENT naming the field.
+#[tokio::test]
+async fn each_input_rule_is_invalid_argument_naming_the_field() {
+    let server = TestServer::start(Setup::default()).await;
+    let connection = server.connect().await;
+    let mut with_sent_at = message("jack", "mike", "hi");
+    with_sent_at.sent_at = Some(pbjson_types::Timestamp {
+        seconds: 1,
+        nanos: 0,
+    });
+    let user_rule = "may hold only letters, digits, '.', '_' and '-'";
+    let cases = [
+        (
+            message("ja ck", "mike", "hi"),
+            format!("message.from: {user_rule}"),
+        ),
+        (
+            message("jack", "mi/ke", "hi"),
+            format!("message.to: {user_rule}"),
+        ),
+        (
+            message("jack", &"m".repeat(65), "hi"),
+            "message.to: is longer than 64 bytes".to_owned(),
+        ),
+        (
+            message("jack", "mike", ""),
+            "message.content: is required".to_owned(),
+        ),
+        (
+            message("jack", "mike", &"c".repeat(4097)),
+            "message.content: is longer than 4096 bytes".to_owned(),
+        ),
+        (
+            with_sent_at,
+            "message.sent_at: is assigned by the server; leave it unset".to_owned(),
+        ),
+    ];
+    for (bad, reason) in cases {
+        // Without `from` metadata any sender is accepted, so only the rule can refuse it.
+        let status = connection
+            .messages(metadata(None, &[]))
+            .send_message(sends(&[bad]))
+            .await
+            .unwrap_err();
+        let expected = format!("{reason} (0 earlier messages of this stream were queued)");
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::InvalidArgument, expected.as_str())
+        );
+    }
+
+    let a_day_and_a_second = ReceiveMessageRequest {
+        idle_timeout: Some(pbjson_types::Duration {
+            seconds: 24 * 60 * 60 + 1,
+            nanos: 0,
+        }),
+        ..receive_request("mike", "", None)
+    };
+    let cases = [
+        (
+            receive_request("mi ke", "", None),
+            format!("user: {user_rule}"),
+        ),
+        (
+            a_day_and_a_second,
+            "idle_timeout: must be at most 24h".to_owned(),
+        ),
+    ];
+    for (request, reason) in cases {
+        let status = connection
+            .messages(metadata(None, &[]))
+            .receive_message(request)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::InvalidArgument, reason.as_str())
+        );
+    }
+
+    let too_long = format!("from:{}", "j".repeat(65));
+    let status = connection
+        .messages(metadata(None, &[&too_long]))
+        .send_message(sends(&[message("jack", "mike", "hi")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::InvalidArgument,
+            "metadata from: is longer than 64 bytes"
+        )
     );
 }
 
@@ -325,11 +396,10 @@ async fn a_cancelled_receiver_takes_nothing_with_it() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
     drop(open_receive(&connection, "mike", "", None).await);
-    connection
-        .messages(as_user("jack"))
-        .send_message(sends(&[message("jack", "mike", "after the cancel")]))
+    let count = send_texts(&connection, "jack", "mike", &["after the cancel".into()])
         .await
         .unwrap();
+    assert_eq!(count, 1);
     let (received, _) = receive_until_idle(&connection, "mike", "", IDLE).await;
     assert_eq!(contents(&received), ["after the cancel"]);
 }
@@ -345,15 +415,12 @@ async fn two_receivers_of_one_user_share_the_messages_without_duplicates() {
         open_receive(&connection, "mike", "", idle).await,
     );
     let texts: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
-    let messages: Vec<_> = texts
-        .iter()
-        .map(|text| message("jack", "mike", text))
-        .collect();
-    connection
-        .messages(as_user("jack"))
-        .send_message(sends(&messages))
-        .await
-        .unwrap();
+    assert_eq!(
+        send_texts(&connection, "jack", "mike", &texts)
+            .await
+            .unwrap(),
+        20
+    );
     let ((from_left, _), (from_right, _)) = tokio::join!(drain(left), drain(right));
     for got in [&from_left, &from_right] {
         let positions: Vec<_> = got
@@ -384,12 +451,7 @@ async fn chat_relays_both_ways_and_ends_cleanly_on_half_close() {
     let open = |user: &'static str| {
         let connection = connection.clone();
         async move {
-            let (outbound, requests) = mpsc::channel(8);
-            let response = connection
-                .chat(as_user(user))
-                .chat(ReceiverStream::new(requests))
-                .await
-                .unwrap();
+            let (outbound, response) = open_chat(&connection, as_user(user)).await.unwrap();
             assert!(response.metadata().contains_key("x-request-id"));
             (outbound, response.into_inner())
         }
@@ -397,11 +459,14 @@ async fn chat_relays_both_ways_and_ends_cleanly_on_half_close() {
     let ((jack_out, mut jack_in), (mike_out, mut mike_in)) =
         tokio::join!(open("jack"), open("mike"));
     for n in 1..=3 {
-        let line = |from: &str, to: &str| ChatRequest {
-            message: Some(message(from, to, &format!("{from} {n}"))),
-        };
-        jack_out.send(line("jack", "mike")).await.unwrap();
-        mike_out.send(line("mike", "jack")).await.unwrap();
+        jack_out
+            .send(chat_line("jack", "mike", &format!("jack {n}")))
+            .await
+            .unwrap();
+        mike_out
+            .send(chat_line("mike", "jack", &format!("mike {n}")))
+            .await
+            .unwrap();
     }
     for (inbound, from) in [(&mut jack_in, "mike"), (&mut mike_in, "jack")] {
         for n in 1..=3 {
@@ -436,17 +501,10 @@ async fn chat_relays_both_ways_and_ends_cleanly_on_half_close() {
 async fn chat_messages_to_an_absent_user_wait_in_its_queue() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let (outbound, requests) = mpsc::channel(8);
-    let mut jack_in = connection
-        .chat(as_user("jack"))
-        .chat(ReceiverStream::new(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let (outbound, response) = open_chat(&connection, as_user("jack")).await.unwrap();
+    let mut jack_in = response.into_inner();
     outbound
-        .send(ChatRequest {
-            message: Some(message("jack", "mike", "are you there?")),
-        })
+        .send(chat_line("jack", "mike", "are you there?"))
         .await
         .unwrap();
     drop(outbound);
@@ -460,10 +518,7 @@ async fn chat_messages_to_an_absent_user_wait_in_its_queue() {
 async fn chat_needs_a_caller_and_refuses_spoofed_senders() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
-    let (_outbound, requests) = mpsc::channel::<ChatRequest>(1);
-    let status = connection
-        .chat(metadata(None, &[]))
-        .chat(ReceiverStream::new(requests))
+    let status = open_chat(&connection, metadata(None, &[]))
         .await
         .unwrap_err();
     assert_eq!(
@@ -474,21 +529,20 @@ async fn chat_needs_a_caller_and_refuses_spoofed_senders() {
         )
     );
 
-    let (outbound, requests) = mpsc::channel(1);
-    let mut inbound = connection
-        .chat(as_user("mike"))
-        .chat(ReceiverStream::new(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let (outbound, response) = open_chat(&connection, as_user("mike")).await.unwrap();
+    let mut inbound = response.into_inner();
     outbound
-        .send(ChatRequest {
-            message: Some(message("jack", "mike", "spoof")),
-        })
+        .send(chat_line("jack", "mike", "spoof"))
         .await
         .unwrap();
     let status = inbound.message().await.unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::PermissionDenied,
+            "message.from is \"jack\" but the caller is \"mike\""
+        )
+    );
     assert_eq!(
         status.metadata().get("x-message-count"),
         Some(&MetadataValue::from_static("0"))
@@ -502,10 +556,8 @@ async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
     let mut stream = open_receive(&connection, "mike", "", None).await;
     let stopping = tokio::spawn(server.stop());
     let status = stream.message().await.unwrap_err();
-    assert_eq!(
-        (status.code(), status.message()),
-        (Code::Unavailable, "server is shutting down")
-    );
+    assert_eq!((status.code(), status.message()), SHUTTING_DOWN);
+    assert_eq!(status.metadata().get("x-message-count").unwrap(), "0");
     tokio::time::timeout(Duration::from_secs(5), stopping)
         .await
         .unwrap()
@@ -514,11 +566,10 @@ async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
 }
 
 #[tokio::test]
-async fn shutdown_turns_health_not_serving() {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+async fn shutdown_turns_health_not_serving_and_ends_its_watchers() {
+    const GRACE: Duration = Duration::from_secs(5);
     let server = TestServer::start(Setup {
-        grace: Some(Duration::from_millis(500)),
+        grace: Some(GRACE),
         ..Setup::default()
     })
     .await;
@@ -531,28 +582,26 @@ async fn shutdown_turns_health_not_serving() {
         .await
         .unwrap()
         .into_inner();
-    let status = |update: Option<tonic_health::pb::HealthCheckResponse>| update.unwrap().status;
+    let status = |update: Option<HealthCheckResponse>| update.unwrap().status;
     assert_eq!(
         status(watch.message().await.unwrap()),
         ServingStatus::Serving as i32
     );
+    let started = std::time::Instant::now();
     let stopping = tokio::spawn(server.stop());
     assert_eq!(
         status(watch.message().await.unwrap()),
         ServingStatus::NotServing as i32
     );
-    // tonic-health's Watch stream is not ours to end: it holds shutdown for the grace period.
-    let outcome = tokio::time::timeout(Duration::from_secs(5), stopping)
+    // Then the Watch stream ends with OK, so a watcher does not hold shutdown: the server
+    // stops cleanly, well within its grace period.
+    assert!(watch.message().await.unwrap().is_none(), "the Watch ends");
+    tokio::time::timeout(GRACE, stopping)
         .await
+        .expect("stops within the grace period")
         .unwrap()
         .unwrap();
-    assert!(
-        matches!(
-            outcome,
-            Err(courier_server::ServeError::ShutdownTimedOut(_))
-        ),
-        "{outcome:?}"
-    );
+    assert!(started.elapsed() < GRACE / 2, "{:?}", started.elapsed());
 }
 
 #[tokio::test]
