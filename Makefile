@@ -57,6 +57,17 @@ tools:
 	    cargo install --quiet --locked --root $(TOOLS) --version "$$version" "$$name"; \
 	  fi; \
 	done
+	@# h2load and nghttp (Debian's nghttp2-client) for `make bench`, when missing and this is root
+	@# with apt-get. Failing to install only warns: no other target needs them.
+	@if ! command -v h2load >/dev/null || ! command -v nghttp >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing nghttp2-client (h2load, for make bench)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || \
+	      { apt-get update -qq && apt-get install -y -qq nghttp2-client; } >/dev/null 2>&1 || \
+	      echo "warning: could not install nghttp2-client; make bench needs its h2load" >&2; \
+	  fi; \
+	fi
 
 lint: tools
 	$(BUF) lint --error-format=msvs
@@ -110,8 +121,15 @@ test: lint breaking check-generated fmt clippy cargo-test features doc publish-d
 	@echo "make test: every gate passed"
 
 # Courier against a bare tonic server of the same contract, in one run; writes BENCHMARKS.md.
+# Unary Hello is also driven by h2load, an independent load generator, from core 0 beside the
+# harness (it is the harness's child).
 BENCH_SECS ?= 5
 bench: tools
+	@command -v h2load >/dev/null && command -v nghttp >/dev/null || { \
+	  echo "make bench needs h2load and nghttp: install the nghttp2-client package" \
+	       "(on Debian, as root: apt-get install -y nghttp2-client)" >&2; \
+	  exit 1; \
+	}
 	cargo build --release --locked -p courier-bench
 	taskset -c 0 target/release/courier-bench run --seconds $(BENCH_SECS) --out BENCHMARKS.md
 

@@ -7,9 +7,11 @@
 //! measured in the same run, because absolute numbers vary from run to run on shared machines.
 //!
 //! The load generator opens several HTTP/2 connections and keeps a fixed number of calls or
-//! streams in flight; latencies go into an HDR histogram.
+//! streams in flight; latencies go into an HDR histogram. Unary Hello is also driven by an
+//! independent one, h2load ([`h2load`]).
 
 pub mod bare;
+pub mod h2load;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -36,6 +38,9 @@ pub const CONNECTIONS: usize = 4;
 pub const IN_FLIGHT: usize = 64;
 /// Benchmark users are `u0` to `u999`; each authenticates with its own token.
 const USERS: usize = 1000;
+
+/// The server child's stderr, in its working directory.
+const LOG_FILE: &str = "server.log";
 
 fn token_of(user: &str) -> String {
     format!("bench-token-{user}")
@@ -66,7 +71,9 @@ pub struct ServerChild {
     child: Child,
     /// Its address.
     pub addr: String,
-    _dir: tempfile::TempDir,
+    kind: Kind,
+    /// Its working directory, with its log (`server.log`, its stderr).
+    dir: tempfile::TempDir,
     ca: Option<PathBuf>,
 }
 
@@ -118,9 +125,11 @@ impl ServerChild {
             command.arg("--secure");
             ca = Some(dir.path().join("ca.pem"));
         }
+        // Kept for [`Self::logged_failures`]; at info Courier writes a line per failed call only.
+        let log = std::fs::File::create(dir.path().join(LOG_FILE))?;
         command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .stdin(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn()?;
@@ -134,7 +143,8 @@ impl ServerChild {
         Ok(Self {
             child,
             addr,
-            _dir: dir,
+            kind: target.kind,
+            dir,
             ca,
         })
     }
@@ -173,6 +183,24 @@ impl ServerChild {
             .unwrap_or_default();
         // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
         Duration::from_millis(ticks * 10)
+    }
+
+    /// Calls Courier logged as failed so far; `None` for the baseline, which logs nothing.
+    ///
+    /// At its default level (info) Courier logs the end of an RPC only when it failed, as
+    /// `rpc finished` with its code (successful ends are debug lines), so with `COURIER_LOG`
+    /// unset or `info` this counts the calls answered with a non-zero `grpc-status`.
+    /// [`h2load::check`] makes sure it still does.
+    pub fn logged_failures(&self) -> Option<usize> {
+        if self.kind == Kind::Bare {
+            return None;
+        }
+        let log = std::fs::read_to_string(self.dir.path().join(LOG_FILE)).unwrap_or_default();
+        Some(
+            log.lines()
+                .filter(|line| line.contains("rpc finished"))
+                .count(),
+        )
     }
 
     /// Resident memory now, in KiB.
@@ -257,15 +285,15 @@ pub async fn serve(kind: &str, dir: &Path, secure: bool) -> Result<(), Box<dyn s
         return Ok(());
     }
     // The full stack, logging every RPC at info as the courier-server binary does (to stderr,
-    // which the harness discards).
+    // which the harness writes to a file in the server's directory).
     let _log_writer = courier_server::logging::init();
     let tokens = secure.then(|| {
         let users = (0..USERS).map(|n| {
             let user = format!("u{n}");
-            courier_server::auth::token_file_line(&user, &token_of(&user))
+            courier_server::middleware::auth::token_file_line(&user, &token_of(&user))
         });
         let file = users.collect::<Vec<_>>().join("\n");
-        Arc::new(courier_server::auth::TokenStore::parse(&file).expect("valid tokens"))
+        Arc::new(courier_server::middleware::auth::TokenStore::parse(&file).expect("valid tokens"))
     });
     let config = courier_server::Config {
         tls: secure.then(|| courier_server::TlsFiles {

@@ -1,5 +1,6 @@
 //! The `courier-bench` binary: `run` plays every scenario and writes BENCHMARKS.md; `serve` is
-//! the server child process the harness starts for each measurement.
+//! the server child process the harness starts for each measurement. The h2load scenario needs
+//! `h2load` and `nghttp` on PATH (Debian's nghttp2-client, which `make tools` installs).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -19,7 +20,8 @@ struct Cli {
 enum Command {
     /// Runs every scenario and writes the report.
     Run {
-        /// Seconds of load for the unary scenario.
+        /// Seconds of load for the unary scenarios (the harness's and h2load's, after its
+        /// warm-up).
         #[arg(long, default_value_t = 5)]
         seconds: u64,
         /// Where to write the report.
@@ -93,6 +95,9 @@ impl Scenario {
         }
     }
 }
+
+/// The h2load scenario's name, which `--only` matches like the others'.
+const H2LOAD_SCENARIO: &str = "h2load unary Hello";
 
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
@@ -179,12 +184,117 @@ fn buf_generate_time() -> Option<Duration> {
     Some(times[2])
 }
 
+/// h2load's unary Hello, plaintext and with TLS+auth: [`ROUNDS`] rounds of the baseline then
+/// Courier in memory, each server pinned like the others while h2load runs beside the harness.
+/// Adds a table to `report` with the round of the median ratio; answers whether every request
+/// of every round succeeded.
+async fn h2load_table(
+    report: &mut String,
+    seconds: u64,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    use courier_bench::h2load::{self, Load};
+
+    let length = Duration::from_secs(seconds);
+    let _ = writeln!(
+        report,
+        "\n## Unary Hello from an independent load generator\n"
+    );
+    let _ = writeln!(
+        report,
+        "h2load (nghttp2's HTTP/2 benchmarking client, `h2load -c {} -m {} -D {seconds} --warm-up-time {}`) posts one unary Hello request (a gRPC frame holding `HelloRequest {{ name: \"bench\" }}`, with `content-type: application/grpc`, `te: trailers` and, with TLS, a bearer token) on {} connections with {} streams in flight on each, {seconds} s after a {} s warm-up. It runs on core 0 beside the harness; each server is pinned to core 1 as above. Courier runs the same full stack at info. Rounds, median and ratios as above; server CPU is per call over h2load's measured time (from the end of the warm-up to 0.1 s before the stop), Courier / baseline; the mean request time is h2load's, Courier / baseline. Before each measurement one call with the same body and headers through `nghttp` must answer `grpc-status: 0` and the greeting; errors are h2load's failed, errored or non-2xx requests, and gRPC errors the calls Courier logged as failed from the start of the load to 0.1 s before h2load stops (it then drops the calls in flight, which Courier logs as failed), over all rounds (the baseline answers every decodable request with OK).\n",
+        h2load::CONNECTIONS,
+        h2load::STREAMS,
+        h2load::WARM_UP_SECS,
+        h2load::CONNECTIONS,
+        h2load::STREAMS,
+        h2load::WARM_UP_SECS,
+    );
+    let _ = writeln!(
+        report,
+        "| Courier server | Courier req/s | bare tonic req/s | ratio (all rounds) | server CPU µs per call | mean request µs | HTTP errors | gRPC errors (Courier's log) |"
+    );
+    let _ = writeln!(report, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut clean = true;
+    for secure in [false, true] {
+        let mut rounds: Vec<(Load, Load)> = Vec::new();
+        for _ in 0..ROUNDS {
+            let baseline_server = ServerChild::start(Target {
+                kind: Kind::Bare,
+                secure,
+            })
+            .await?;
+            let baseline = h2load::unary(&baseline_server, length).await?;
+            baseline_server.stop().await;
+            let server = ServerChild::start(Target {
+                kind: Kind::Memory,
+                secure,
+            })
+            .await?;
+            let measured = h2load::unary(&server, length).await?;
+            server.stop().await;
+            clean &= measured.clean() && baseline.clean();
+            rounds.push((measured, baseline));
+        }
+        let http_errors: (u64, u64) = rounds.iter().fold((0, 0), |(courier, bare), round| {
+            (courier + round.0.http_errors, bare + round.1.http_errors)
+        });
+        let grpc_errors: usize = rounds
+            .iter()
+            .map(|(measured, _)| measured.grpc_errors.unwrap_or(0))
+            .sum();
+        let ratio = |(measured, baseline): &(Load, Load)| measured.rate / baseline.rate;
+        rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+        let ratios: Vec<String> = rounds
+            .iter()
+            .map(|round| format!("{:.2}", ratio(round)))
+            .collect();
+        let (measured, baseline) = &rounds[ROUNDS / 2];
+        let label = if secure {
+            "in memory, TLS+auth"
+        } else {
+            "in memory"
+        };
+        eprintln!(
+            "{H2LOAD_SCENARIO}: {label}: {:.0} req/s against {:.0} (ratios {}); server CPU {:.1} / {:.1} µs per call; errors {} / {}, gRPC {grpc_errors}",
+            measured.rate,
+            baseline.rate,
+            ratios.join(", "),
+            measured.cpu_us_per_call,
+            baseline.cpu_us_per_call,
+            http_errors.0,
+            http_errors.1,
+        );
+        let _ = writeln!(
+            report,
+            "| {label} | {:.0} | {:.0} | **{:.2}x** ({}) | {:.1} / {:.1} | {:.0} / {:.0} | {} / {} | {grpc_errors} |",
+            measured.rate,
+            baseline.rate,
+            ratio(&rounds[ROUNDS / 2]),
+            ratios.join(" "),
+            measured.cpu_us_per_call,
+            baseline.cpu_us_per_call,
+            measured.mean_us,
+            baseline.mean_us,
+            http_errors.0,
+            http_errors.1,
+        );
+    }
+    Ok(clean)
+}
+
 async fn run(
     seconds: u64,
     out: PathBuf,
     only: Option<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let unary_length = Duration::from_secs(seconds);
+    let with_h2load = only
+        .as_ref()
+        .is_none_or(|only| H2LOAD_SCENARIO.contains(only.as_str()));
+    if with_h2load {
+        // Before minutes of the other scenarios.
+        courier_bench::h2load::check_installed()?;
+    }
     let mut report = String::new();
     let _ = writeln!(report, "# Benchmarks\n");
     let _ = writeln!(
@@ -294,8 +404,24 @@ async fn run(
         );
     }
 
+    let h2load_clean = if with_h2load {
+        h2load_table(&mut report, seconds).await?
+    } else {
+        true
+    };
+    // Written either way, so that the figures of a run with failed requests can be read.
+    let failed_requests = || {
+        format!(
+            "h2load saw failed requests or gRPC errors (see {}): its figures do not count",
+            out.display()
+        )
+    };
+
     if only.is_some() {
         std::fs::write(&out, &report)?;
+        if !h2load_clean {
+            return Err(failed_requests().into());
+        }
         return Ok(());
     }
     let server = ServerChild::start(Target {
@@ -332,6 +458,9 @@ async fn run(
     report.push_str(include_str!("../ANALYSIS.md"));
     std::fs::write(&out, &report)?;
     eprintln!("wrote {}", out.display());
+    if !h2load_clean {
+        return Err(failed_requests().into());
+    }
     Ok(())
 }
 
