@@ -141,7 +141,7 @@ fuzz: tools
 # The soak test at length (make test runs a few seconds of it). Loopback only, bounded in time.
 SOAK_SECS ?= 60
 soak: tools
-	SOAK_SECS=$(SOAK_SECS) cargo test --locked -p courier-server --test soak -- --ignored --nocapture
+	SOAK_SECS=$(SOAK_SECS) cargo test --locked -p courier-server --test it -- soak:: --ignored --nocapture
 
 # Sets the crate version, regenerates, commits, then records that commit as the new baseline.
 release: test

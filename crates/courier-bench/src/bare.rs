@@ -2,7 +2,9 @@
 //! tracing and in-memory queues, so that every figure of Courier can be given as a ratio to it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_proto::courier::chat::v1::chat_service_server::{ChatService, ChatServiceServer};
 use courier_proto::courier::chat::v1::{ChatRequest, ChatResponse};
@@ -28,10 +30,20 @@ type Queue = (VecDeque<Message>, Arc<Notify>);
 #[derive(Clone, Default)]
 pub struct Bare {
     queues: Arc<Mutex<HashMap<String, Queue>>>,
+    /// The last id assigned: the contract has the server assign `id` and `sent_at`.
+    last_id: Arc<AtomicU64>,
 }
 
 impl Bare {
-    fn push(&self, message: Message) {
+    fn push(&self, mut message: Message) {
+        message.id = (self.last_id.fetch_add(1, Ordering::Relaxed) + 1).to_string();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        message.sent_at = Some(pbjson_types::Timestamp {
+            seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
+        });
         let mut queues = self.queues.lock().expect("not poisoned");
         let (queue, notify) = queues.entry(message.to.clone()).or_default();
         queue.push_back(message);
@@ -99,14 +111,29 @@ impl MessageService for Bare {
         &self,
         request: Request<ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
-        let user = request.into_inner().user;
+        let request = request.into_inner();
+        let user = request.user;
+        // The contract: with an idle timeout, the stream ends with OK after that long without
+        // a message.
+        let idle = request
+            .idle_timeout
+            .and_then(|timeout| Duration::try_from(timeout).ok());
         let (sender, receiver) = mpsc::channel(1);
         let bare = self.clone();
         tokio::spawn(async move {
             loop {
+                let next = async {
+                    match idle {
+                        Some(idle) => tokio::time::timeout(idle, bare.pop(&user)).await.ok(),
+                        None => Some(bare.pop(&user).await),
+                    }
+                };
                 let message = tokio::select! {
                     () = sender.closed() => return,
-                    message = bare.pop(&user) => message,
+                    next = next => match next {
+                        Some(message) => message,
+                        None => return,
+                    },
                 };
                 if sender
                     .send(Ok(ReceiveMessageResponse {

@@ -51,9 +51,6 @@ impl BareServer {
 }
 
 #[tokio::test]
-#[ignore = "bare.rs falls short of the contract the demo checks: its ReceiveMessage ignores \
-            idle_timeout and its messages come without id and sent_at; run with --ignored once \
-            it is fixed, then drop this attribute"]
 async fn the_demo_passes_against_the_bare_server_and_reports_no_extensions() {
     let server = BareServer::start().await;
     let connection = Connection::open(&ConnectOptions {

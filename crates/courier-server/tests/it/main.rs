@@ -7,6 +7,7 @@
 //! | [`limits`], [`transport`] | each limit's answer, backpressure, HTTP/2 and TCP defences |
 //! | [`bad_input`] | wrong bytes on the wire, sent as raw HTTP/2 |
 //! | [`durability`] | resume, restart, SIGKILL |
+//! | [`memory`] | per-user state does not grow with the users clients make up |
 //! | [`soak`] | load, then SIGTERM, then a restart that finds everything counted |
 //! | [`binary`] | the `courier-server` binary's start and stop |
 //! | [`helpers`] | the servers, clients and raw HTTP/2 the tests share |
@@ -19,6 +20,7 @@ mod bad_input;
 mod binary;
 mod durability;
 mod limits;
+mod memory;
 mod security;
 mod services;
 mod soak;
