@@ -111,6 +111,10 @@ struct UserState {
     outstanding: BTreeSet<u64>,
     /// Outstanding claims handed back, served (read again from the store) before the log.
     returned: BTreeSet<u64>,
+    /// Up to where a resuming client has the log: the `after_id` it gave, then whatever a replay
+    /// handed it. A claim handed back at or below it is delivered already and does not come
+    /// again (the resume may overtake the cancelled stream that held it).
+    replayed_up_to: u64,
     /// The log's next messages after `claimed_up_to`, read ahead in one store read.
     ahead: VecDeque<Envelope>,
     /// The delivery cursor as last written to the store.
@@ -145,10 +149,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One shard of the users: a map behind its own lock.
+type Shard = Mutex<HashMap<UserName, Arc<User>>>;
+
 /// All users' queues, shared by every service of one server.
 pub struct Mailboxes {
     store: Arc<dyn Store>,
-    shards: Box<[Mutex<HashMap<UserName, Arc<User>>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     /// Users with state, across the shards.
     users: AtomicUsize,
@@ -167,7 +174,7 @@ impl Mailboxes {
         }
     }
 
-    fn shard(&self, name: &str) -> &Mutex<HashMap<UserName, Arc<User>>> {
+    fn shard(&self, name: &str) -> &Shard {
         let index = self.hasher.hash_one(name) as usize % SHARDS;
         &self.shards[index]
     }
@@ -269,6 +276,7 @@ impl Mailboxes {
         let user = self.with_user(name, |user, state| {
             state.mailboxes += 1;
             if let Some(after) = after {
+                state.replayed_up_to = state.replayed_up_to.max(after);
                 while let Some(&id) = state.returned.first()
                     && id <= after
                 {
@@ -540,8 +548,10 @@ impl Mailbox {
             match replay.read.pop_front() {
                 Some(envelope) if envelope.id <= state.claimed_up_to => {
                     replay.after = envelope.id;
-                    // A claim handed back is this stream's now: it must not come again.
+                    // A claim handed back is this stream's now; one still out with another
+                    // stream must not come again if that stream hands it back.
                     let claimed = state.returned.remove(&envelope.id);
+                    state.replayed_up_to = state.replayed_up_to.max(envelope.id);
                     let receipt = Receipt {
                         id: envelope.id,
                         claimed,
@@ -640,7 +650,14 @@ impl Mailbox {
         if !receipt.claimed {
             return;
         }
-        self.state().returned.insert(receipt.id);
+        let mut state = self.state();
+        if receipt.id <= state.replayed_up_to {
+            // A resumed stream has handed it over (or its client had it) meanwhile.
+            state.outstanding.remove(&receipt.id);
+            return;
+        }
+        state.returned.insert(receipt.id);
+        drop(state);
         self.user.arrived.notify_waiters();
     }
 }

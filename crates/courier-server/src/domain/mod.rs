@@ -2,9 +2,9 @@
 //! are stored; the gRPC edge ([`crate::grpc`]) hands it validated values, and the storage
 //! ([`crate::store`]) implements the [`Store`](crate::store::Store) trait it works over.
 //!
-//! - [`UserName`]: a name that follows the user-name rule (`courier_common::user_name`).
+//! - [`UserName`], a name that follows the user-name rule (`courier_common::user_name`).
 //! - [`NewMessage`] and [`Envelope`]: a message before and after the server queued it.
-//! - [`mailbox`]: per-user queues with competing consumers and delivery cursors.
+//! - [`mailbox`], per-user queues with competing consumers and delivery cursors.
 
 pub mod mailbox;
 

@@ -196,6 +196,37 @@ async fn a_resume_after_a_cancel_carries_each_later_message_once() {
     assert_eq!(seen, expected);
 }
 
+/// Found by grpcio too: the resume can arrive before the cancelled stream notices its client is
+/// gone, so the message it had out is handed back after the new stream replayed it.
+#[tokio::test]
+async fn a_claim_handed_back_after_a_resume_replayed_it_does_not_come_again() {
+    let (_, boxes) = mailboxes(1000);
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(send(&boxes, "mike", &n.to_string()).await);
+    }
+    let mut first = open(&boxes, "mike");
+    for _ in 0..15 {
+        let taken = first.try_take().unwrap().unwrap();
+        first.delivered(taken.receipt).unwrap();
+    }
+    let out = first.try_take().unwrap().unwrap();
+    assert_eq!(out.envelope.content, "15");
+    // The client read up to "9" and resumed; the first stream still holds "15".
+    let mut resumed = boxes.open(&user("mike"), Some(ids[9])).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let taken = resumed.try_take().unwrap().unwrap();
+        seen.push(taken.envelope.content.clone());
+        resumed.delivered(taken.receipt).unwrap();
+    }
+    first.undelivered(out.receipt);
+    drop(first);
+    seen.extend(drain(&mut resumed));
+    let expected: Vec<String> = (10..40).map(|n| n.to_string()).collect();
+    assert_eq!(seen, expected);
+}
+
 #[tokio::test]
 async fn claims_handed_back_up_to_the_resume_point_count_as_delivered() {
     let (_, boxes) = mailboxes(100);
