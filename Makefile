@@ -24,7 +24,7 @@ HANDWRITTEN := $(addprefix -p ,$(notdir $(wildcard crates/*)))
 export RUSTDOCFLAGS := -D warnings
 
 .PHONY: help tools lint breaking generate check-generated fmt clippy cargo-test features doc \
-        publish-dry-run polyglot test release run-demo fuzz soak bench
+        publish-dry-run polyglot grpcio test release run-demo fuzz soak bench
 
 help:
 	@echo "make run-demo       the services demo: TLS, auth, every RPC kind"
@@ -37,6 +37,7 @@ help:
 	@echo "make bench          Courier vs bare tonic; writes BENCHMARKS.md"
 	@echo "make fuzz           the request fuzz properties, FUZZ_CASES cases (default 200000)"
 	@echo "make soak           the soak test for SOAK_SECS seconds (default 60)"
+	@echo "make grpcio         the official Python gRPC client (grpcio) against courier-server"
 	@echo "make release VERSION=x.y.z  release the module and move the breaking baseline"
 
 # Installs what is missing or at the wrong version; does nothing otherwise.
@@ -117,7 +118,7 @@ doc: tools
 publish-dry-run: tools
 	cargo publish --dry-run --locked -p courier-proto
 
-test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run polyglot
+test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run polyglot grpcio
 	@echo "make test: every gate passed"
 
 # Courier against a bare tonic server of the same contract, in one run; writes BENCHMARKS.md.
@@ -175,3 +176,22 @@ polyglot: tools
 	node_modules/.bin/tsc -p $(POLYGLOT)/tsconfig.json
 	crates/courier-server/with-demo-server target/polyglot \
 	  node --import tsx --test $(POLYGLOT)/polyglot.test.ts
+
+# The official Python gRPC runtime (grpcio, pinned) against courier-server over TLS with tokens:
+# a client we did not write. Its virtualenv is kept in .tools/, keyed by the versions.
+GRPCIO_VERSION := 1.85.1
+GRPCIO_VENV := $(TOOLS)/grpcio-$(GRPCIO_VERSION)
+GRPCIO_STUBS := target/grpcio-stubs
+grpcio: tools
+	@if [ ! -x "$(GRPCIO_VENV)/bin/python" ]; then \
+	  echo "installing grpcio $(GRPCIO_VERSION) into $(GRPCIO_VENV)"; \
+	  rm -rf "$(GRPCIO_VENV)"; python3 -m venv "$(GRPCIO_VENV)"; \
+	  "$(GRPCIO_VENV)/bin/pip" install --quiet --disable-pip-version-check \
+	    grpcio==$(GRPCIO_VERSION) grpcio-tools==$(GRPCIO_VERSION); \
+	fi
+	cargo build --quiet --locked -p courier-server --bins
+	rm -rf $(GRPCIO_STUBS) && mkdir -p $(GRPCIO_STUBS)
+	cd proto && ../$(GRPCIO_VENV)/bin/python -m grpc_tools.protoc -I . \
+	  --python_out=../$(GRPCIO_STUBS) --grpc_python_out=../$(GRPCIO_STUBS) courier/*/v1/*.proto
+	GRPCIO_STUBS=$(GRPCIO_STUBS) crates/courier-server/with-demo-server target/grpcio \
+	  $(GRPCIO_VENV)/bin/python crates/courier-server/tests/grpcio/independent_client.py
