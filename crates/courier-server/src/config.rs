@@ -51,10 +51,26 @@ impl Default for Config {
 /// Messages are kept a week by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+/// The default of [`Limits::max_connections`]: 1,000.
+///
+/// Every other limit is per call or per connection, so without this one a client could hold any
+/// number of idle connections, each costing a file descriptor and HTTP/2 (and TLS) buffers. 1,000
+/// stays under the soft open-file limit most systems start a process with (1,024), with room left
+/// for the store's and the log's descriptors: the server refuses a connection itself instead of
+/// `accept` failing with "too many open files" for everyone. gRPC clients multiplex their calls
+/// over one connection (up to `max_concurrent_streams` each), so 1,000 connections carry far more
+/// calls than `max_calls` lets run. Raise it together with `ulimit -n`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1_000;
+
 /// Every bound the server puts on its clients. The defaults are the README's; each is a
 /// command-line flag of `courier-server`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Connections open at once, TLS handshakes included; see [`DEFAULT_MAX_CONNECTIONS`] for the
+    /// default and why. A connection over it is accepted and closed at once with a TCP reset,
+    /// before any byte of HTTP/2: a gRPC client sees UNAVAILABLE. The count goes down when a
+    /// connection's socket is closed.
+    pub max_connections: usize,
     /// Largest message accepted or sent, in bytes, also after decompression.
     pub max_message_bytes: usize,
     /// Concurrent HTTP/2 streams per connection (tonic's default is unlimited).
@@ -90,6 +106,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 256,
             max_local_error_reset_streams: 1024,

@@ -1,12 +1,16 @@
-//! The `courier-server` binary: parses arguments, binds, and hands over to [`courier_server::run`].
+//! The `courier-server` binary: parses arguments, checks the whole configuration and opens the
+//! store ([`Prepared::new`]), binds, announces, and serves ([`Prepared::serve`]).
+//!
+//! Durations are written as humantime (`30s`, `5m`, `1h 30m`, `7days`); a value that does not
+//! parse is a usage error naming its flag.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use courier_server::logging::Chain;
 use courier_server::middleware::auth::TokenStore;
 use courier_server::{Config, Limits, Prepared, TlsFiles};
@@ -33,18 +37,19 @@ struct Args {
     /// Allow a non-loopback address without TLS and tokens.
     #[arg(long)]
     insecure: bool,
-    /// Seconds open calls get to finish after SIGINT/SIGTERM.
-    #[arg(long, default_value_t = 10)]
-    shutdown_grace_secs: u64,
+    /// How long open calls get to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value_t = Config::default().shutdown_grace.into())]
+    shutdown_grace: humantime::Duration,
     /// Directory of the durable message store (redb), created if missing.
     #[arg(long, default_value = "courier-data", conflicts_with = "in_memory")]
     data_dir: PathBuf,
     /// Keep messages in memory only: they are lost when the server stops.
     #[arg(long)]
     in_memory: bool,
-    /// Seconds messages are kept, delivered or not, so that clients can resume.
-    #[arg(long, default_value_t = courier_server::DEFAULT_RETENTION.as_secs())]
-    retention_secs: u64,
+    /// How long messages are kept, delivered or not, so that clients can resume.
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = courier_server::DEFAULT_RETENTION.into())]
+    retention: humantime::Duration,
     /// Write the bound address to this file once listening (useful with port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -56,6 +61,10 @@ struct Args {
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
 struct LimitArgs {
+    /// Connections open at once; one more is reset at once (clients see UNAVAILABLE).
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+          default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
     /// Largest message accepted or sent, in bytes, also after decompression.
     #[arg(long, default_value_t = Limits::default().max_message_bytes)]
     max_message_bytes: usize,
@@ -80,29 +89,36 @@ struct LimitArgs {
     /// Messages waiting for one user; a full queue answers RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = Limits::default().max_queued_per_user)]
     max_queued_per_user: usize,
-    /// Seconds a handler may take to answer; a shorter grpc-timeout wins.
-    #[arg(long, default_value_t = Limits::default().call_timeout.as_secs())]
-    call_timeout_secs: u64,
-    /// Seconds between HTTP/2 keepalive pings.
-    #[arg(long, default_value_t = Limits::default().http2_keepalive_interval.as_secs())]
-    http2_keepalive_interval_secs: u64,
-    /// Seconds a keepalive ping may go unanswered.
-    #[arg(long, default_value_t = Limits::default().http2_keepalive_timeout.as_secs())]
-    http2_keepalive_timeout_secs: u64,
-    /// Seconds of TCP keepalive.
-    #[arg(long, default_value_t = Limits::default().tcp_keepalive.as_secs())]
-    tcp_keepalive_secs: u64,
-    /// Seconds a TLS handshake may take.
-    #[arg(long, default_value_t = Limits::default().tls_handshake_timeout.as_secs())]
-    tls_handshake_timeout_secs: u64,
-    /// Seconds after which a connection is gracefully closed.
-    #[arg(long, default_value_t = Limits::default().max_connection_age.as_secs())]
-    max_connection_age_secs: u64,
+    /// How long a handler may take to answer; a shorter grpc-timeout wins.
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = Limits::default().call_timeout.into())]
+    call_timeout: humantime::Duration,
+    /// Time between HTTP/2 keepalive pings.
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = Limits::default().http2_keepalive_interval.into())]
+    http2_keepalive_interval: humantime::Duration,
+    /// How long a keepalive ping may go unanswered.
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = Limits::default().http2_keepalive_timeout.into())]
+    http2_keepalive_timeout: humantime::Duration,
+    /// Idle time before TCP keepalive probes.
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = Limits::default().tcp_keepalive.into())]
+    tcp_keepalive: humantime::Duration,
+    /// How long a TLS handshake may take.
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = Limits::default().tls_handshake_timeout.into())]
+    tls_handshake_timeout: humantime::Duration,
+    /// Age after which a connection is gracefully closed (GOAWAY).
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = Limits::default().max_connection_age.into())]
+    max_connection_age: humantime::Duration,
 }
 
 impl From<LimitArgs> for Limits {
     fn from(args: LimitArgs) -> Self {
         Self {
+            max_connections: args.max_connections,
             max_message_bytes: args.max_message_bytes,
             max_concurrent_streams: args.max_concurrent_streams,
             max_local_error_reset_streams: args.max_local_error_reset_streams,
@@ -111,13 +127,22 @@ impl From<LimitArgs> for Limits {
             max_calls: args.max_calls,
             max_open_streams: args.max_open_streams,
             max_queued_per_user: args.max_queued_per_user,
-            call_timeout: Duration::from_secs(args.call_timeout_secs),
-            http2_keepalive_interval: Duration::from_secs(args.http2_keepalive_interval_secs),
-            http2_keepalive_timeout: Duration::from_secs(args.http2_keepalive_timeout_secs),
-            tcp_keepalive: Duration::from_secs(args.tcp_keepalive_secs),
-            tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout_secs),
-            max_connection_age: Duration::from_secs(args.max_connection_age_secs),
+            call_timeout: args.call_timeout.into(),
+            http2_keepalive_interval: args.http2_keepalive_interval.into(),
+            http2_keepalive_timeout: args.http2_keepalive_timeout.into(),
+            tcp_keepalive: args.tcp_keepalive.into(),
+            tls_handshake_timeout: args.tls_handshake_timeout.into(),
+            max_connection_age: args.max_connection_age.into(),
         }
+    }
+}
+
+/// A duration flag's value that must be longer than zero.
+fn positive(value: &str) -> Result<humantime::Duration, String> {
+    match value.parse::<humantime::Duration>() {
+        Ok(duration) if duration.is_zero() => Err("must be longer than zero".into()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -161,28 +186,30 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         tls,
         tokens,
-        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        shutdown_grace: args.shutdown_grace.into(),
         limits: args.limits.into(),
         data_dir: (!args.in_memory).then_some(args.data_dir),
-        retention: Duration::from_secs(args.retention_secs),
+        retention: args.retention.into(),
     };
 
-    // The whole configuration is checked and the store opened before binding; only then is
-    // the server announced.
+    // The flags (clap), the listen address rule and the tokens file are checked above; here
+    // the TLS files, and only then is the store opened (which creates the data directory).
+    // Binding comes after, and the server is announced last.
     let prepared = Prepared::new(config.clone())?;
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
+    if let Some(path) = &args.addr_file {
+        std::fs::write(path, addr.to_string())?;
+    }
     tracing::info!(
         %addr,
         tls = config.tls.is_some(),
         auth = config.tokens.is_some(),
         data_dir = ?config.data_dir,
+        max_connections = config.limits.max_connections,
         "listening"
     );
-    if let Some(path) = &args.addr_file {
-        std::fs::write(path, addr.to_string())?;
-    }
     prepared.serve(listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
@@ -200,4 +227,90 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_flags_are_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn each_duration_flag_sets_its_own_field() {
+        let args = Args::try_parse_from([
+            "courier-server",
+            "--shutdown-grace",
+            "1s",
+            "--retention",
+            "2days",
+            "--call-timeout",
+            "3s",
+            "--http2-keepalive-interval",
+            "4s",
+            "--http2-keepalive-timeout",
+            "5s",
+            "--tcp-keepalive",
+            "6m",
+            "--tls-handshake-timeout",
+            "7s",
+            "--max-connection-age",
+            "8h",
+            "--max-connections",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(*args.shutdown_grace, Duration::from_secs(1));
+        assert_eq!(*args.retention, Duration::from_secs(2 * 24 * 3600));
+        let limits = Limits::from(args.limits);
+        assert_eq!(
+            limits,
+            Limits {
+                max_connections: 9,
+                call_timeout: Duration::from_secs(3),
+                http2_keepalive_interval: Duration::from_secs(4),
+                http2_keepalive_timeout: Duration::from_secs(5),
+                tcp_keepalive: Duration::from_secs(6 * 60),
+                tls_handshake_timeout: Duration::from_secs(7),
+                max_connection_age: Duration::from_secs(8 * 3600),
+                ..Limits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_defaults_are_the_librarys() {
+        let args = Args::try_parse_from(["courier-server"]).unwrap();
+        assert_eq!(*args.shutdown_grace, Config::default().shutdown_grace);
+        assert_eq!(*args.retention, courier_server::DEFAULT_RETENTION);
+        assert_eq!(Limits::from(args.limits), Limits::default());
+    }
+
+    #[test]
+    fn a_zero_duration_is_refused_where_it_makes_no_sense() {
+        for flag in [
+            "--retention",
+            "--call-timeout",
+            "--http2-keepalive-interval",
+            "--http2-keepalive-timeout",
+            "--tcp-keepalive",
+            "--tls-handshake-timeout",
+            "--max-connection-age",
+        ] {
+            let error = Args::try_parse_from(["courier-server", flag, "0s"]).unwrap_err();
+            assert!(
+                error.to_string().contains("must be longer than zero"),
+                "{flag}: {error}"
+            );
+        }
+        // No grace at all is a choice: stop at once.
+        let args = Args::try_parse_from(["courier-server", "--shutdown-grace", "0s"]).unwrap();
+        assert!(args.shutdown_grace.is_zero());
+    }
 }

@@ -26,6 +26,8 @@ use crate::middleware::trace;
 use crate::pb;
 use crate::store::{MemoryStore, RedbStore, Store, StoreError};
 
+mod connections;
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -139,8 +141,8 @@ impl Prepared {
 /// Serves Courier on `listener` until `shutdown` completes: [`Prepared::new`], then
 /// [`Prepared::serve`].
 ///
-/// On shutdown, health turns NOT_SERVING, open streams end with UNAVAILABLE, and in-flight
-/// calls get `config.shutdown_grace` to finish.
+/// On shutdown, health turns NOT_SERVING and its Watch streams end, open streams end with
+/// UNAVAILABLE, and in-flight calls get `config.shutdown_grace` to finish.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -246,20 +248,26 @@ async fn serve(
     let stopping = CancellationToken::new();
     let on_shutdown = {
         let stopping = stopping.clone();
+        let mut health = health;
         async move {
             shutdown.await;
             tracing::info!("shutting down: health NOT_SERVING, ending open streams");
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-            for service in [
+            let services = [
+                "",
                 "courier.hello.v1.SayHelloService",
                 "courier.message.v1.MessageService",
                 "courier.chat.v1.ChatService",
-            ] {
+            ];
+            for service in services {
                 health
                     .set_service_status(service, tonic_health::ServingStatus::NotServing)
                     .await;
+            }
+            // A Watch stream ends once its status's sender is gone, after handing out the
+            // NOT_SERVING above; clearing the statuses drops the senders. Health then answers
+            // NOT_FOUND, also to a Watch that starts later, so none can hold shutdown.
+            for service in services {
+                health.clear_service_status(service).await;
             }
             streams_done.cancel();
             stopping.cancel();
@@ -270,6 +278,7 @@ async fn serve(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(limits.tcp_keepalive));
+    let incoming = connections::limit(incoming, limits.max_connections);
     let serve = router.serve_with_incoming_shutdown(incoming, on_shutdown);
     tokio::pin!(serve);
     let outcome = tokio::select! {
@@ -287,9 +296,11 @@ async fn serve(
     outcome
 }
 
-/// Removes expired messages now and then: every tenth of the retention period, at most hourly.
+/// Removes expired messages now and then: every tenth of the retention period, at most hourly
+/// and at least a second apart (a zero period would make `interval` panic).
 async fn prune_periodically(mailboxes: Arc<Mailboxes>, retention: Duration) {
-    let mut ticks = tokio::time::interval((retention / 10).min(Duration::from_secs(60 * 60)));
+    let period = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60 * 60));
+    let mut ticks = tokio::time::interval(period);
     loop {
         ticks.tick().await;
         // On a blocking thread: pruning writes to the disk.

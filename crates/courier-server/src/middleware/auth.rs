@@ -45,7 +45,7 @@ pub enum TokenFileError {
         source: std::io::Error,
     },
     /// A line names a user the user-name rule refuses.
-    #[error("tokens file line {line}: the user name {}", source)]
+    #[error("tokens file line {line}: bad user name")]
     BadUser {
         /// 1-based line number.
         line: usize,

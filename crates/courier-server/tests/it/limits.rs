@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use courier_client::Connection;
+use courier_client::pb::hello::HelloRequest;
+use courier_client::pb::hello::say_hello_service_client::SayHelloServiceClient;
 use courier_client::pb::message::SendMessageRequest;
 use courier_server::Limits;
 use tokio::sync::mpsc;
@@ -217,4 +219,58 @@ async fn a_call_that_takes_too_long_is_cut_off_and_grpc_timeout_is_honoured() {
     );
     assert_eq!((status.code(), status.message()), TIMED_OUT, "{status:?}");
     drop(outbound);
+}
+
+/// Calls Hello over a new connection made by tonic itself (lazily, so that what the client sees
+/// is the call's status, whenever the connection fails).
+async fn hello_on_a_new_connection(server: &TestServer) -> Result<String, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect_lazy();
+    let mut client = SayHelloServiceClient::new(channel);
+    let call = client.hello(HelloRequest {
+        name: "new".into(),
+    });
+    let reply = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("answered or refused at once, never left hanging")?;
+    Ok(reply.into_inner().msg)
+}
+
+#[tokio::test]
+async fn a_connection_over_the_limit_is_refused_with_unavailable_until_one_closes() {
+    let server = TestServer::with_limits(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    })
+    .await;
+    let first = server.connect().await;
+    let second = server.connect().await;
+    hello(&first, "first").await.unwrap();
+    hello(&second, "second").await.unwrap();
+
+    // A third is accepted and reset before HTTP/2 (README, "Limits"): the call is UNAVAILABLE.
+    let status = hello_on_a_new_connection(&server).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // The refusal took nothing from the two that are open.
+    hello(&first, "first again").await.unwrap();
+    hello(&second, "second again").await.unwrap();
+
+    // Once the server has seen one close, a new connection is served.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match hello_on_a_new_connection(&server).await {
+            Ok(reply) => {
+                assert_eq!(reply, "hello world! new");
+                break;
+            }
+            Err(status) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("no connection was served after one closed: {status:?}"),
+        }
+    }
+    hello(&second, "second still").await.unwrap();
 }

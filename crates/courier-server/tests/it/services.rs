@@ -595,7 +595,10 @@ async fn shutdown_turns_health_not_serving_and_ends_its_watchers() {
     );
     // Then the Watch stream ends with OK, so a watcher does not hold shutdown: the server
     // stops cleanly, well within its grace period.
-    assert!(watch.message().await.unwrap().is_none(), "the Watch ends");
+    let end = tokio::time::timeout(GRACE, watch.message())
+        .await
+        .expect("the Watch ends within the grace period");
+    assert!(end.unwrap().is_none(), "the Watch ends with OK");
     tokio::time::timeout(GRACE, stopping)
         .await
         .expect("stops within the grace period")

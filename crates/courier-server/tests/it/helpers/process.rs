@@ -51,6 +51,21 @@ impl ServerProcess {
     /// Starts it on the data directory `data` with `extra` arguments, and waits until it
     /// listens (it writes its address to `addr_file` then).
     pub(crate) fn start(data: &Path, addr_file: &Path, extra: &[&str]) -> Self {
+        Self::spawn(data, addr_file, extra, Stdio::null())
+    }
+
+    /// [`ServerProcess::start`], with the server's log (its stderr) written to the file `log`.
+    pub(crate) fn start_logging_to(
+        data: &Path,
+        addr_file: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        Self::spawn(data, addr_file, extra, log.into())
+    }
+
+    fn spawn(data: &Path, addr_file: &Path, extra: &[&str], stderr: Stdio) -> Self {
         let _ = std::fs::remove_file(addr_file);
         let child = server_command()
             .args(["--listen", "127.0.0.1:0", "--addr-file"])
@@ -58,7 +73,7 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(data)
             .args(extra)
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         // Until the address is read, a failed start must still kill the child.
