@@ -50,6 +50,7 @@ fn blocking<T>(call: impl FnOnce() -> T) -> T {
 pub(crate) async fn check(store: &dyn Store) {
     logs_cursors_and_pruning(store).await;
     pruning_goes_in_bounded_chunks(store).await;
+    a_batch_is_pruned_in_bounded_chunks_too(store).await;
 }
 
 async fn logs_cursors_and_pruning(store: &dyn Store) {
@@ -170,6 +171,48 @@ async fn pruning_goes_in_bounded_chunks(store: &dyn Store) {
     assert_eq!(removed, expected);
     assert_eq!(store.read_after(&amy, 0, 10).unwrap(), [kept]);
     assert_eq!(store.count_after(&bob, 0).unwrap(), 0);
+}
+
+/// A batch to one recipient (which a store may keep together) expires message by message, in
+/// chunks of at most `max`, and reads in between see exactly what is left.
+async fn a_batch_is_pruned_in_bounded_chunks_too(store: &dyn Store) {
+    let at = |seconds| UNIX_EPOCH + Duration::from_secs(seconds);
+    let cara = user("cara");
+    let batch = (0..10)
+        .map(|n| message("jack", "cara", &format!("old {n}")))
+        .collect();
+    let old = store.append_all(batch, at(10)).await.unwrap();
+    let kept = append(store, "cara", "kept", at(50)).await;
+    let mut removed = Vec::new();
+    loop {
+        let chunk = blocking(|| store.prune(at(20), 3)).unwrap();
+        assert!(chunk.len() <= 3, "a chunk holds at most max");
+        removed.extend(chunk.iter().map(|(_, id)| *id));
+        assert!(chunk.iter().all(|(user, _)| *user == cara));
+        let left: Vec<u64> = store
+            .read_after(&cara, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let expected: Vec<u64> = (old.start + removed.len() as u64..old.end)
+            .chain([kept.id])
+            .collect();
+        assert_eq!(left, expected, "the oldest go first");
+        assert_eq!(store.count_after(&cara, 0).unwrap(), expected.len());
+        if chunk.len() < 3 {
+            break;
+        }
+    }
+    removed.sort_unstable();
+    assert_eq!(removed, old.collect::<Vec<_>>());
+    assert_eq!(
+        store.read_after(&cara, 0, 10).unwrap(),
+        std::slice::from_ref(&kept)
+    );
+    let last = blocking(|| store.prune(at(60), 100)).unwrap();
+    assert!(last.contains(&(cara.clone(), kept.id)), "{last:?}");
+    assert_eq!(store.count_after(&cara, 0).unwrap(), 0);
 }
 
 /// Appends from many tasks at once get distinct ids, each batch contiguous and in order.

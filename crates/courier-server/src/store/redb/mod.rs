@@ -7,13 +7,26 @@
 //!   bounded ([`JOB_QUEUE`]): a full queue makes appends wait (backpressure).
 //! - `reader`: reads, each in its own read transaction, on the caller's thread.
 //! - `prune`: removal of expired messages in bounded chunks, each its own transaction.
+//! - `row`: the encoding of a row of messages.
+//! - `migrate`: brings a database of the earlier one-row-per-message layout to this one at open.
 //!
-//! Tables: `messages` maps (recipient, id) to (from, content, sent_at seconds, nanos);
-//! `cursors` maps a recipient to its delivered-up-to id; `meta` holds `last_id`, kept apart
-//! from the messages so ids never repeat, even after pruning.
+//! Tables:
+//!
+//! - `log_rows` maps (recipient, id of the row's last message) to a row: that recipient's
+//!   messages from one commit, in id order, each with its id, sender, content and sent_at (see
+//!   `row` for the encoding; a row holds at most `row::MAX_MESSAGES` messages). A batch of
+//!   messages to one recipient is one B-tree insert, not one per message. Keyed by the *last*
+//!   id, the rows holding ids above some `after` are exactly those from `(recipient, after + 1)`
+//!   on, one seek away; and a row that loses its oldest messages to pruning keeps its key.
+//!   The rows of one recipient never overlap: commits take ids in turn.
+//! - `cursors` maps a recipient to its delivered-up-to id.
+//! - `meta` holds `last_id`, kept apart from the messages so ids never repeat, even after
+//!   pruning.
 
+mod migrate;
 mod prune;
 mod reader;
+mod row;
 mod writer;
 
 use std::collections::HashMap;
@@ -28,9 +41,8 @@ use super::{Appending, Pruned, Store, StoreError};
 use crate::domain::{Envelope, NewMessage, UserName};
 use writer::{Job, PendingAppend, Writer};
 
-/// (recipient, id) → (from, content, sent_at seconds, sent_at nanos).
-const MESSAGES: TableDefinition<(&str, u64), (&str, &str, u64, u32)> =
-    TableDefinition::new("messages");
+/// (recipient, id of the row's last message) → a row of that recipient's messages (see `row`).
+const LOG_ROWS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("log_rows");
 /// recipient → delivered-up-to id.
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 /// Counters: [`LAST_ID`].
@@ -63,7 +75,7 @@ impl RedbStore {
             .map_err(StoreError::to("open the database"))?;
         {
             write
-                .open_table(MESSAGES)
+                .open_table(LOG_ROWS)
                 .map_err(StoreError::to("create the tables"))?;
             write
                 .open_table(CURSORS)
@@ -75,6 +87,7 @@ impl RedbStore {
         write
             .commit()
             .map_err(StoreError::to("create the tables"))?;
+        migrate::migrate(&db, migrate::CHUNK)?;
         let db = Arc::new(db);
         let moved_cursors = Arc::new(Mutex::new(HashMap::new()));
         let (jobs, queue) = mpsc::channel(JOB_QUEUE);
@@ -116,11 +129,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `time` as seconds and nanoseconds since the Unix epoch (the epoch itself if earlier).
 fn to_parts(time: SystemTime) -> (u64, u32) {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     (since.as_secs(), since.subsec_nanos())
 }
 
+/// The inverse of [`to_parts`].
 fn from_parts(seconds: u64, nanos: u32) -> SystemTime {
     UNIX_EPOCH + Duration::new(seconds, nanos)
 }
@@ -233,6 +248,103 @@ mod tests {
                 .id
                 > sent.id
         );
+    }
+
+    #[tokio::test]
+    async fn a_commit_bigger_than_a_row_spreads_over_rows_that_read_as_one_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let mike = UserName::parse("mike").unwrap();
+        let total = row::MAX_MESSAGES * 3;
+        // Mike's messages interleaved with nina's, in one append.
+        let batch = (0..total)
+            .map(|n| {
+                let to = if n % 5 == 0 { "nina" } else { "mike" };
+                conformance::message("jack", to, &n.to_string())
+            })
+            .collect();
+        let ids = store.append_all(batch, SystemTime::now()).await.unwrap();
+        let mike_ids: Vec<u64> = ids.clone().filter(|id| (id - ids.start) % 5 != 0).collect();
+        let read = store.read_after(&mike, 0, usize::MAX).unwrap();
+        assert_eq!(read.iter().map(|e| e.id).collect::<Vec<_>>(), mike_ids);
+        assert!(
+            read.iter()
+                .all(|e| e.content == (e.id - ids.start).to_string())
+        );
+        let rows = {
+            let read = redb::ReadableDatabase::begin_read(&*store.db).unwrap();
+            let table = read.open_table(LOG_ROWS).unwrap();
+            redb::ReadableTableMetadata::len(&table).unwrap()
+        };
+        assert_eq!(rows, 3 + 1, "mike's three rows (two full) and nina's one");
+        // From every position, across row boundaries.
+        let full = row::MAX_MESSAGES;
+        for position in [
+            0,
+            1,
+            full - 1,
+            full,
+            2 * full - 1,
+            2 * full,
+            mike_ids.len() - 1,
+        ] {
+            let after = mike_ids[position];
+            assert_eq!(
+                store.count_after(&mike, after).unwrap(),
+                mike_ids.len() - position - 1
+            );
+            let next: Vec<u64> = store
+                .read_after(&mike, after, 3)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(
+                next,
+                mike_ids[position + 1..]
+                    .iter()
+                    .take(3)
+                    .copied()
+                    .collect::<Vec<_>>()
+            );
+            // And from an id that is not mike's.
+            assert_eq!(
+                store.count_after(&mike, after + 1).unwrap(),
+                mike_ids.iter().filter(|&&id| id > after + 1).count()
+            );
+        }
+    }
+
+    #[test]
+    fn messages_sharing_a_row_expire_each_at_its_own_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let at = |seconds| UNIX_EPOCH + Duration::from_secs(seconds);
+        // One row of mike's, as a commit of two appends sent at 10 s and 30 s writes it.
+        let mut row = row::RowWriter::default();
+        for (id, seconds) in [(1, 10), (2, 10), (3, 30)] {
+            row.push(id, (seconds, 0), "jack", "text").unwrap();
+        }
+        let mut encoded = Vec::new();
+        row.encode(&mut encoded);
+        let write = store.db.begin_write().unwrap();
+        write
+            .open_table(LOG_ROWS)
+            .unwrap()
+            .insert(("mike", 3), encoded.as_slice())
+            .unwrap();
+        write.commit().unwrap();
+
+        let mike = UserName::parse("mike").unwrap();
+        assert_eq!(
+            store.prune(at(20), 100).unwrap(),
+            [(mike.clone(), 1), (mike.clone(), 2)]
+        );
+        let left = store.read_after(&mike, 0, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].id, left[0].sent_at), (3, at(30)));
+        assert_eq!(store.count_after(&mike, 0).unwrap(), 1);
+        assert_eq!(store.prune(at(20), 100).unwrap(), []);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

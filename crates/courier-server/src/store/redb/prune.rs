@@ -1,15 +1,31 @@
 //! Removal of expired messages from the redb store, in bounded chunks: each call removes at
 //! most `max` messages in one write transaction, so neither its memory nor the writer's wait
 //! grows with the backlog.
+//!
+//! Ids grow with time, so each log's expired messages are a prefix of it: whole rows, then
+//! perhaps the start of one more. A row whose messages all expired is removed; a row that keeps
+//! some (still current, or beyond the chunk's `max`) is rewritten without the others, under the
+//! same key (its last id). So a chunk counts messages, exactly as the [`Store`] contract says.
+//!
+//! [`Store`]: crate::store::Store
 
 use std::ops::Bound;
 use std::time::SystemTime;
 
 use redb::ReadableTable as _;
 
-use super::{MESSAGES, to_parts};
+use super::row::Row;
+use super::{LOG_ROWS, to_parts};
 use crate::domain::UserName;
 use crate::store::{Pruned, StoreError};
+
+/// What becomes of a row keyed (recipient, last id).
+struct Change {
+    user: UserName,
+    last_id: u64,
+    /// The row's remaining messages, encoded; `None` removes the row.
+    kept: Option<Vec<u8>>,
+}
 
 /// Removes up to `max` messages sent before `cutoff`; answers which.
 pub(super) fn prune(
@@ -18,18 +34,18 @@ pub(super) fn prune(
     max: usize,
 ) -> Result<Vec<Pruned>, StoreError> {
     const WHAT: &str = "prune expired messages";
-    let (cutoff_seconds, _) = to_parts(cutoff);
+    let cutoff = to_parts(cutoff);
     let write = db.begin_write().map_err(StoreError::to(WHAT))?;
     let mut expired: Vec<Pruned> = Vec::new();
     {
-        let mut messages = write.open_table(MESSAGES).map_err(StoreError::to(WHAT))?;
-        // Ids grow with time, so each log's expired messages are a prefix of it. The logs are
-        // visited in turn, each found by seeking past the one before.
-        let mut previous: Option<String> = None;
+        let mut rows = write.open_table(LOG_ROWS).map_err(StoreError::to(WHAT))?;
+        let mut changes = Vec::new();
+        // The logs are visited in turn, each found by seeking past the one before.
+        let mut previous: Option<UserName> = None;
         while expired.len() < max {
             let next = match &previous {
-                None => messages.first(),
-                Some(user) => messages
+                None => rows.first(),
+                Some(user) => rows
                     .range::<(&str, u64)>((
                         Bound::Excluded((user.as_str(), u64::MAX)),
                         Bound::Unbounded,
@@ -38,25 +54,50 @@ pub(super) fn prune(
             }
             .map_err(StoreError::to(WHAT))?;
             let Some((key, _)) = next else { break };
-            let name = key.value().0.to_owned();
-            let user = UserName::parse(&name).map_err(StoreError::to("read a recipient's name"))?;
-            for entry in messages
-                .range((name.as_str(), 0)..=(name.as_str(), u64::MAX))
+            let user = UserName::parse(key.value().0)
+                .map_err(StoreError::to("read a recipient's name"))?;
+            for entry in rows
+                .range((user.as_str(), 0)..=(user.as_str(), u64::MAX))
                 .map_err(StoreError::to(WHAT))?
             {
                 let (key, value) = entry.map_err(StoreError::to(WHAT))?;
-                let (_, _, seconds, _) = value.value();
-                if seconds >= cutoff_seconds || expired.len() == max {
-                    break;
+                let row = Row::parse(value.value()).map_err(StoreError::to(WHAT))?;
+                let removed = row.sent_before(cutoff).min(max - expired.len());
+                expired.extend((0..removed).map(|i| (user.clone(), row.id(i))));
+                let last_id = key.value().1;
+                if removed == row.len() {
+                    changes.push(Change {
+                        user: user.clone(),
+                        last_id,
+                        kept: None,
+                    });
+                    continue;
                 }
-                expired.push((user.clone(), key.value().1));
+                if removed > 0 {
+                    let kept = row.without_first(removed).map_err(StoreError::to(WHAT))?;
+                    changes.push(Change {
+                        user: user.clone(),
+                        last_id,
+                        kept: Some(kept),
+                    });
+                }
+                // A message stays: the log's expired prefix ends here, or the chunk is full.
+                break;
             }
-            previous = Some(name);
+            previous = Some(user);
         }
-        for (user, id) in &expired {
-            messages
-                .remove((user.as_str(), *id))
-                .map_err(StoreError::to(WHAT))?;
+        for Change {
+            user,
+            last_id,
+            kept,
+        } in &changes
+        {
+            let key = (user.as_str(), *last_id);
+            match kept {
+                None => rows.remove(key).map(drop),
+                Some(kept) => rows.insert(key, kept.as_slice()).map(drop),
+            }
+            .map_err(StoreError::to(WHAT))?;
         }
     }
     write.commit().map_err(StoreError::to(WHAT))?;

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use redb::ReadableTable as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CURSORS, LAST_ID, MESSAGES, META, lock, to_parts};
+use super::row::RowWriter;
+use super::{CURSORS, LAST_ID, LOG_ROWS, META, lock, to_parts};
 use crate::domain::{NewMessage, UserName};
 use crate::store::StoreError;
 
@@ -110,6 +111,7 @@ impl Writer {
     }
 
     /// One transaction: the appends in order, each under the next ids, and the cursor moves.
+    /// Messages to the same recipient share rows across the appends of the group.
     fn write(
         &self,
         group: &Group,
@@ -132,25 +134,45 @@ impl Writer {
                 .get(LAST_ID)
                 .map_err(StoreError::to(WHAT))?
                 .map_or(0, |id| id.value());
-            let mut table = write.open_table(MESSAGES).map_err(StoreError::to(WHAT))?;
+            // Each recipient's messages go into rows of their own, in id order; a recipient
+            // whose row is full starts another.
+            let mut rows: Vec<(&str, RowWriter)> = Vec::new();
+            let mut open_row: HashMap<&str, usize> = HashMap::new();
+            // The row of the message before: batches mostly go to one recipient.
+            let mut last: Option<(&str, usize)> = None;
             for append in &group.appends {
-                let (seconds, nanos) = to_parts(append.sent_at);
+                let sent_at = to_parts(append.sent_at);
                 let first = id + 1;
                 for message in &append.messages {
                     id += 1;
-                    table
-                        .insert(
-                            (message.to.as_str(), id),
-                            (
-                                message.from.as_str(),
-                                message.content.as_str(),
-                                seconds,
-                                nanos,
-                            ),
-                        )
+                    let to = message.to.as_str();
+                    let slot = match last {
+                        Some((last_to, slot)) if last_to == to => Some(slot),
+                        _ => open_row.get(to).copied(),
+                    };
+                    let slot = match slot {
+                        Some(slot) if !rows[slot].1.is_full() => slot,
+                        _ => {
+                            rows.push((to, RowWriter::default()));
+                            open_row.insert(to, rows.len() - 1);
+                            rows.len() - 1
+                        }
+                    };
+                    last = Some((to, slot));
+                    rows[slot]
+                        .1
+                        .push(id, sent_at, message.from.as_str(), &message.content)
                         .map_err(StoreError::to(WHAT))?;
                 }
                 assigned.push(first..id + 1);
+            }
+            let mut table = write.open_table(LOG_ROWS).map_err(StoreError::to(WHAT))?;
+            let mut encoded = Vec::new();
+            for (to, row) in &rows {
+                row.encode(&mut encoded);
+                table
+                    .insert((*to, row.last_id()), encoded.as_slice())
+                    .map_err(StoreError::to(WHAT))?;
             }
             meta.insert(LAST_ID, id).map_err(StoreError::to(WHAT))?;
             let mut stored = write.open_table(CURSORS).map_err(StoreError::to(WHAT))?;
