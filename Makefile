@@ -132,7 +132,10 @@ bench: tools
 	  exit 1; \
 	}
 	cargo build --release --locked -p courier-bench
-	taskset -c 0 target/release/courier-bench run --seconds $(BENCH_SECS) --out BENCHMARKS.md
+	cargo bench --locked -p courier-server --bench mailbox -- --warm-up-time 1 --measurement-time 3 \
+	  | tee target/mailbox-bench.txt
+	taskset -c 0 target/release/courier-bench run --seconds $(BENCH_SECS) --out BENCHMARKS.md \
+	  --criterion target/mailbox-bench.txt
 
 # The decode-and-validation fuzz properties with many more cases than `make test` runs.
 FUZZ_CASES ?= 200000

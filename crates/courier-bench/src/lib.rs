@@ -591,3 +591,83 @@ pub async fn idle_streams(server: &ServerChild, count: usize) -> u64 {
     drop(streams);
     after.max(before)
 }
+
+/// The throughputs of a criterion run (`cargo bench` output) as a Markdown table, each as a
+/// ratio to the first benchmark of the run: the domain microbenchmark's section of the report.
+pub fn criterion_table(output: &str) -> String {
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    let mut name: Option<&str> = None;
+    for line in output.lines() {
+        let trimmed = line.trim();
+        if !line.starts_with(' ') && !trimmed.is_empty() && !trimmed.contains(':') {
+            name = Some(trimmed);
+        } else if let (Some(bench), Some(values)) = (name, trimmed.strip_prefix("thrpt:")) {
+            // The estimate is the middle of `[low unit estimate unit high unit]`; a line with
+            // `%` is the change since the last run.
+            let words: Vec<&str> = values
+                .trim_matches([' ', '[', ']'])
+                .split_whitespace()
+                .collect();
+            if values.contains('%') || words.len() != 6 {
+                continue;
+            }
+            let scale = match words[3] {
+                "elem/s" => 1.0,
+                "Kelem/s" => 1e3,
+                "Melem/s" => 1e6,
+                "Gelem/s" => 1e9,
+                _ => continue,
+            };
+            if let Ok(value) = words[2].parse::<f64>() {
+                rows.push((bench.to_owned(), value * scale));
+                name = None;
+            }
+        }
+    }
+    let mut table = String::from(
+        "\n## Domain microbenchmark: take and deliver (criterion)\n\n\
+         `cargo bench -p courier-server --bench mailbox`: claim and confirm messages on the \
+         in-memory store, one user or many, from one thread or two. Ratios are to the first row.\n\n\
+         | benchmark | messages/s | ratio |\n| --- | --- | --- |\n",
+    );
+    let base = rows.first().map_or(1.0, |(_, value)| *value);
+    for (bench, value) in &rows {
+        table.push_str(&format!(
+            "| `{bench}` | {:.0}k | {:.2}x |\n",
+            value / 1e3,
+            value / base
+        ));
+    }
+    if rows.is_empty() {
+        table.push_str("| (no results found in the criterion output) | | |\n");
+    }
+    table
+}
+
+#[cfg(test)]
+mod criterion_tests {
+    use super::criterion_table;
+
+    #[test]
+    fn criterion_throughputs_become_ratios_to_the_first() {
+        let output = "\
+take_and_deliver/1_users/1_threads
+                        time:   [6.2 ms 6.3 ms 6.4 ms]
+                        thrpt:  [2.0000 Melem/s 2.5000 Melem/s 3.0000 Melem/s]
+                 change:
+                        thrpt:  [-1.0% +2.0% +3.0%]
+take_and_deliver/64_users/2_threads
+                        time:   [5.1 ms 5.2 ms 5.3 ms]
+                        thrpt:  [4.0000 Melem/s 5.0000 Melem/s 6.0000 Melem/s]
+";
+        let table = criterion_table(output);
+        assert!(
+            table.contains("| `take_and_deliver/1_users/1_threads` | 2500k | 1.00x |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| `take_and_deliver/64_users/2_threads` | 5000k | 2.00x |"),
+            "{table}"
+        );
+    }
+}

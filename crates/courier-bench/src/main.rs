@@ -30,6 +30,9 @@ enum Command {
         /// Only the scenarios whose name contains this (for profiling); skips the other targets.
         #[arg(long)]
         only: Option<String>,
+        /// Output of `cargo bench -p courier-server --bench mailbox`, reported as a table.
+        #[arg(long)]
+        criterion: Option<PathBuf>,
     },
     /// Serves one kind of server for the harness (internal).
     #[command(hide = true)]
@@ -286,6 +289,7 @@ async fn run(
     seconds: u64,
     out: PathBuf,
     only: Option<String>,
+    criterion: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let unary_length = Duration::from_secs(seconds);
     let with_h2load = only
@@ -454,6 +458,10 @@ async fn run(
             );
         }
     }
+    if let Some(path) = &criterion {
+        let output = std::fs::read_to_string(path)?;
+        report.push_str(&courier_bench::criterion_table(&output));
+    }
     // The analysis (targets, profiling, what each change bought) is kept by hand beside the harness.
     report.push_str(include_str!("../ANALYSIS.md"));
     std::fs::write(&out, &report)?;
@@ -467,7 +475,12 @@ async fn run(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
-        Command::Run { seconds, out, only } => run(seconds, out, only).await,
+        Command::Run {
+            seconds,
+            out,
+            only,
+            criterion,
+        } => run(seconds, out, only, criterion).await,
         Command::Serve { kind, dir, secure } => courier_bench::serve(&kind, &dir, secure).await,
     }
 }

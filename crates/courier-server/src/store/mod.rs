@@ -2,8 +2,8 @@
 //! ([`crate::domain::mailbox`]) works over the [`Store`] trait; this module holds its contract
 //! and the implementations:
 //!
-//! - [`memory`]: everything in memory, for tests and `--in-memory`.
-//! - [`redb`](mod@redb): an embedded, crash-safe database with one writer thread.
+//! - [`memory`], everything in memory, for tests and `--in-memory`.
+//! - [`redb`](mod@redb), an embedded, crash-safe database with one writer thread.
 //!
 //! Each recipient has a log of messages in id order (ids are increasing across the server) and a
 //! delivery cursor: every message up to it has been handed to a stream. Messages stay in the log,
