@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
@@ -192,8 +191,6 @@ async fn serve(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
         .http2_max_header_list_size(limits.max_header_list_bytes)
-        .concurrency_limit_per_connection(limits.max_calls_per_connection)
-        .load_shed(true)
         .timeout(limits.call_timeout)
         .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
@@ -206,12 +203,16 @@ async fn serve(
         .clone()
         .map(|tokens| ValidateRequestHeaderLayer::custom(BearerAuth::new(tokens)));
     let layers = tower::ServiceBuilder::new()
+        // First, so a shed call costs next to nothing; health and reflection are never shed.
+        .layer(crate::middleware::shed::ShedLayer::new(
+            limits.max_calls,
+            limits.max_calls_per_connection,
+        ))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(trace::trace_layer())
         .layer(PropagateRequestIdLayer::x_request_id())
-        // Shed (RESOURCE_EXHAUSTED) rather than queue once max_calls are being handled.
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(limits.max_calls))
+        // Inside the trace layer, which then logs the code the client gets.
+        .layer(crate::middleware::oversized::OversizedLayer)
         .layer(ValidateRequestHeaderLayer::custom(WellFormedDeadline))
         .option_layer(auth)
         .into_inner();

@@ -7,6 +7,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use super::Courier;
 use super::convert::{self, caller, request_id, respond};
@@ -36,15 +37,19 @@ impl ChatService for Courier {
         let (permit, mailbox) = opened.map_err(|error| error.into_status(&id))?;
         let metadata = request.metadata().clone();
         let (sender, receiver) = mpsc::channel(1);
-        tokio::spawn(relay(
-            permit,
-            Arc::clone(&self.mailboxes),
-            mailbox,
-            request.into_inner(),
-            self.shutdown.clone(),
-            sender,
-            id,
-        ));
+        tokio::spawn(
+            relay(
+                permit,
+                Arc::clone(&self.mailboxes),
+                mailbox,
+                request.into_inner(),
+                self.shutdown.clone(),
+                sender,
+                id,
+            )
+            // In the call's `rpc` span, which exists only when debug lines are on.
+            .in_current_span(),
+        );
         Ok(respond(&metadata, ReceiverStream::new(receiver)))
     }
 }
@@ -73,11 +78,11 @@ async fn relay(
                 let error = match (commit(&mailboxes, batch, &mut queued).await, end) {
                     (Ok(()), BatchEnd::More) => continue,
                     (Err(error), _) | (Ok(()), BatchEnd::Invalid(error)) => error,
-                    // The client reset or sent a broken frame: its stream is over.
-                    (Ok(()), BatchEnd::Failed(status)) => {
-                        tracing::debug!(code = ?status.code(), "chat inbound failed");
-                        return;
-                    }
+                    // A message over the size limit, a broken frame, or a reset: the chat ends
+                    // with that status (an oversized message's is RESOURCE_EXHAUSTED by the
+                    // time it leaves the server). A client that reset or went away gets
+                    // nothing, as the response stream is gone too.
+                    (Ok(()), BatchEnd::Failed(status)) => CourierError::Inbound(status),
                     // The client half-closed: deliver what is due, then end.
                     (Ok(()), BatchEnd::Finished) => {
                         break loop {

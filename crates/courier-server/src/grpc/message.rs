@@ -7,6 +7,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use super::Courier;
 use super::convert::{self, caller, count_trailer, request_id, respond};
@@ -92,14 +93,18 @@ impl Courier {
         let permit = self.stream_permit()?;
         let mailbox = self.mailboxes.open(&user, after_id)?;
         let (sender, receiver) = mpsc::channel(1);
-        tokio::spawn(deliver(
-            permit,
-            mailbox,
-            idle_timeout,
-            self.shutdown.clone(),
-            sender,
-            request_id(request.metadata()),
-        ));
+        tokio::spawn(
+            deliver(
+                permit,
+                mailbox,
+                idle_timeout,
+                self.shutdown.clone(),
+                sender,
+                request_id(request.metadata()),
+            )
+            // In the call's `rpc` span, which exists only when debug lines are on.
+            .in_current_span(),
+        );
         Ok(ReceiverStream::new(receiver))
     }
 }

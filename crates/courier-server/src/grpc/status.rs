@@ -7,7 +7,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use crate::domain::MailboxError;
-use crate::logging::Chain;
+use crate::logging::{Capped, Chain};
 
 /// Everything a Courier RPC can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,11 @@ pub enum CourierError {
     /// The server is shutting down; the client may retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The client's stream of messages failed: a message over the size limit, a broken frame.
+    /// The client is told this status (with the stream's trailers); a client that went away is
+    /// told nothing, having nobody to tell.
+    #[error("{}", .0.message())]
+    Inbound(Status),
 }
 
 impl CourierError {
@@ -55,6 +60,7 @@ impl CourierError {
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
             Self::ShuttingDown => Code::Unavailable,
+            Self::Inbound(status) => status.code(),
         }
     }
 
@@ -68,7 +74,12 @@ impl CourierError {
     pub fn into_status_with(self, request_id: &str, trailers: MetadataMap) -> Status {
         let message = match &self {
             Self::Internal(cause) => {
-                tracing::error!(error = %Chain(cause), "internal error");
+                // With the request id the client is told, as the call's span is off at info.
+                tracing::error!(
+                    error = %Chain(cause),
+                    request_id = %Capped(request_id),
+                    "internal error"
+                );
                 format!(
                     "internal error; the server's log has the details under request id {request_id}"
                 )

@@ -17,10 +17,16 @@ use crate::helpers::client::{
 };
 use crate::helpers::server::TestServer;
 
-/// How tonic answers a call shed by a concurrency limit.
-const SHED: (Code, &str) = (
+/// How a call shed by the server's concurrency limit is answered.
+const SHED_BY_SERVER: (Code, &str) = (
     Code::ResourceExhausted,
-    "Too many active requests for the connection",
+    courier_server::middleware::shed::SERVER_BUSY,
+);
+
+/// How a call shed by its connection's concurrency limit is answered.
+const SHED_BY_CONNECTION: (Code, &str) = (
+    Code::ResourceExhausted,
+    courier_server::middleware::shed::CONNECTION_BUSY,
 );
 
 /// How tonic answers a call cut off by the server's call timeout or the client's `grpc-timeout`
@@ -158,7 +164,11 @@ async fn calls_beyond_the_global_limit_are_shed() {
         .await
         .unwrap();
     let status = shed_hello(&connection).await;
-    assert_eq!((status.code(), status.message()), SHED, "{status:?}");
+    assert_eq!(
+        (status.code(), status.message()),
+        SHED_BY_SERVER,
+        "{status:?}"
+    );
     drop(finish);
     assert_eq!(call.await.unwrap().unwrap(), 1);
     assert_eq!(
@@ -182,7 +192,11 @@ async fn calls_beyond_the_per_connection_limit_are_shed() {
         .await
         .unwrap();
     let status = shed_hello(&connection).await;
-    assert_eq!((status.code(), status.message()), SHED, "{status:?}");
+    assert_eq!(
+        (status.code(), status.message()),
+        SHED_BY_CONNECTION,
+        "{status:?}"
+    );
     // Another connection has its own budget.
     let other = server.connect().await;
     assert_eq!(hello(&other, "other").await.unwrap(), "hello world! other");

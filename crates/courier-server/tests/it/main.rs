@@ -21,6 +21,7 @@ mod binary;
 mod durability;
 mod limits;
 mod memory;
+mod middleware;
 mod security;
 mod services;
 mod soak;

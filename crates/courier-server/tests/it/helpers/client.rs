@@ -15,9 +15,9 @@ use tonic::{Code, Response, Status, Streaming};
 /// The status an open stream ends with when the server shuts down (README, "Shutdown").
 pub(crate) const SHUTTING_DOWN: (Code, &str) = (Code::Unavailable, "server is shutting down");
 
-/// The code of a message over `--max-message-bytes` on the wire (README, "Limits"): tonic's
-/// OUT_OF_RANGE today. One constant, so that changing the server's answer is one edit here.
-pub(crate) const OVERSIZED_MESSAGE: Code = Code::OutOfRange;
+/// The code of a message over `--max-message-bytes` on the wire (README, "Limits"):
+/// RESOURCE_EXHAUSTED, as other gRPC implementations answer (tonic's OUT_OF_RANGE is mapped).
+pub(crate) const OVERSIZED_MESSAGE: Code = Code::ResourceExhausted;
 
 /// Call metadata with `token` and extra `key:value` entries.
 pub(crate) fn metadata(token: Option<&str>, extra: &[&str]) -> CallMetadata {
