@@ -57,6 +57,11 @@ struct Args {
     limits: LimitArgs,
 }
 
+/// The smallest `--max-message-bytes`: a stored message (4,096 bytes of content, two 64-byte
+/// names, its id and time, framing) must fit in a response, or it would be taken for delivery
+/// and then fail to encode.
+const MIN_MESSAGE_BYTES: u64 = 8 * 1024;
+
 /// The flags of [`Limits`]; each defaults to `Limits::default()`.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
@@ -65,8 +70,10 @@ struct LimitArgs {
     #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..),
           default_value_t = Limits::default().max_connections)]
     max_connections: usize,
-    /// Largest message accepted or sent, in bytes, also after decompression.
-    #[arg(long, default_value_t = Limits::default().max_message_bytes)]
+    /// Largest message accepted or sent, in bytes, also after decompression; at least 8 KiB, so
+    /// that every message the server stores can also be sent.
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(MIN_MESSAGE_BYTES..),
+          default_value_t = Limits::default().max_message_bytes)]
     max_message_bytes: usize,
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
@@ -290,6 +297,15 @@ mod tests {
         assert_eq!(*args.shutdown_grace, Config::default().shutdown_grace);
         assert_eq!(*args.retention, courier_server::DEFAULT_RETENTION);
         assert_eq!(Limits::from(args.limits), Limits::default());
+    }
+
+    #[test]
+    fn a_message_limit_too_small_for_a_stored_message_is_refused() {
+        let error =
+            Args::try_parse_from(["courier-server", "--max-message-bytes", "4096"]).unwrap_err();
+        assert!(error.to_string().contains("--max-message-bytes"), "{error}");
+        let args = Args::try_parse_from(["courier-server", "--max-message-bytes", "8192"]).unwrap();
+        assert_eq!(Limits::from(args.limits).max_message_bytes, 8192);
     }
 
     #[test]

@@ -203,14 +203,15 @@ async fn serve(
         .clone()
         .map(|tokens| ValidateRequestHeaderLayer::custom(BearerAuth::new(tokens)));
     let layers = tower::ServiceBuilder::new()
-        // First, so a shed call costs next to nothing; health and reflection are never shed.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // Right after the request id, so a shed call costs next to nothing but still carries
+        // its id; health and reflection are never shed.
         .layer(crate::middleware::shed::ShedLayer::new(
             limits.max_calls,
             limits.max_calls_per_connection,
         ))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(trace::trace_layer())
-        .layer(PropagateRequestIdLayer::x_request_id())
         // Inside the trace layer, which then logs the code the client gets.
         .layer(crate::middleware::oversized::OversizedLayer)
         .layer(ValidateRequestHeaderLayer::custom(WellFormedDeadline))

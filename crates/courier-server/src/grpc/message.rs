@@ -56,8 +56,9 @@ impl MessageService for Courier {
             let error = match (committed, end) {
                 (Ok(()), BatchEnd::More) => continue,
                 (Ok(()), BatchEnd::Finished) => break,
-                // The client failed mid-stream: pass its error on.
-                (Ok(()), BatchEnd::Failed(status)) => return Err(status),
+                // The client's stream failed (a broken or oversized frame): its status, with
+                // the count, like any other refusal. A client that reset hears nothing.
+                (Ok(()), BatchEnd::Failed(status)) => CourierError::Inbound(status),
                 (Err(error), _) | (Ok(()), BatchEnd::Invalid(error)) => error,
             };
             tracing::debug!(code = ?error.code(), queued = count, "a message was refused; the stream ends");

@@ -2,9 +2,9 @@
 //! values ([`convert`]), calling the domain, and turning results into responses; every failure
 //! is a [`CourierError`], mapped to a status in one place ([`status`]).
 //!
-//! - [`hello`]: `courier.hello.v1.SayHelloService`.
-//! - [`message`]: `courier.message.v1.MessageService` (ReceiveMessage, SendMessage).
-//! - [`chat`]: `courier.chat.v1.ChatService`.
+//! - [`hello`], `courier.hello.v1.SayHelloService`.
+//! - [`message`], `courier.message.v1.MessageService` (ReceiveMessage, SendMessage).
+//! - [`chat`], `courier.chat.v1.ChatService`.
 //! - `stream`: what the streaming RPCs share: batched reads, hand-over, final trailers.
 //!
 //! Streams are `ReceiverStream`s fed by a spawned task that stops as soon as the client is gone.

@@ -1,7 +1,7 @@
 //! Load shedding: [`ShedLayer`] answers RESOURCE_EXHAUSTED at once, never queueing, to a call
 //! that finds [`Limits::max_calls`] calls in progress on the server or
 //! [`Limits::max_calls_per_connection`] on its connection. Health checks and reflection
-//! ([`is_public`]) are never shed and never counted, so a probe tells the truth exactly when the
+//! (`middleware::is_public`) are never shed and never counted, so a probe tells the truth exactly when the
 //! server is overloaded.
 //!
 //! Written by hand because tower's limit layers cannot exempt routes: `ConcurrencyLimit` (and

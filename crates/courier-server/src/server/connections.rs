@@ -117,7 +117,8 @@ impl Refusals {
         if self.unreported == 0 {
             return;
         }
-        tracing::warn!(
+        // At info: any client can make this happen at will.
+        tracing::info!(
             refused = self.unreported,
             max_connections = max,
             "refused connections: the connection limit is reached"

@@ -169,6 +169,10 @@ async fn calls_beyond_the_global_limit_are_shed() {
         SHED_BY_SERVER,
         "{status:?}"
     );
+    assert!(
+        status.metadata().get("x-request-id").is_some(),
+        "a shed answer carries the request id like every other: {status:?}"
+    );
     drop(finish);
     assert_eq!(call.await.unwrap().unwrap(), 1);
     assert_eq!(
@@ -242,9 +246,7 @@ async fn hello_on_a_new_connection(server: &TestServer) -> Result<String, tonic:
         .unwrap()
         .connect_lazy();
     let mut client = SayHelloServiceClient::new(channel);
-    let call = client.hello(HelloRequest {
-        name: "new".into(),
-    });
+    let call = client.hello(HelloRequest { name: "new".into() });
     let reply = tokio::time::timeout(Duration::from_secs(5), call)
         .await
         .expect("answered or refused at once, never left hanging")?;

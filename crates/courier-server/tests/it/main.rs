@@ -7,6 +7,7 @@
 //! | [`limits`], [`transport`] | each limit's answer, backpressure, HTTP/2 and TCP defences |
 //! | [`bad_input`] | wrong bytes on the wire, sent as raw HTTP/2 |
 //! | [`durability`] | resume, restart, SIGKILL |
+//! | [`middleware`] | shedding that spares health and reflection, size limits answered RESOURCE_EXHAUSTED |
 //! | [`memory`] | per-user state does not grow with the users clients make up |
 //! | [`soak`] | load, then SIGTERM, then a restart that finds everything counted |
 //! | [`binary`] | the `courier-server` binary's start and stop |

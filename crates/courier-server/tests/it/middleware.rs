@@ -271,6 +271,14 @@ async fn an_oversized_message_sent_is_resource_exhausted() {
         .await
         .unwrap_err();
     assert_oversized(&status, 1024);
+    // Like any other refusal mid-stream: what came before stays queued, and says so.
+    assert_eq!(status.metadata().get("x-message-count").unwrap(), "1");
+    assert!(
+        status
+            .message()
+            .ends_with("(1 earlier messages of this stream were queued)"),
+        "{status:?}"
+    );
     server.assert_hello_works().await;
 }
 
