@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 use super::Courier;
 use super::convert::{self, caller, request_id, respond};
 use super::status::CourierError;
-use super::stream::{BatchEnd, commit, final_status, hand_over, read_batch};
+use super::stream::{BatchEnd, commit, finish, hand_over, read_batch};
 use crate::domain::{Envelope, Mailbox, Mailboxes};
 use crate::pb::chat::chat_service_server::ChatService;
 use crate::pb::chat::{ChatRequest, ChatResponse};
@@ -117,11 +117,7 @@ async fn relay(
             }
         }
     };
-    drop(mailbox);
-    drop(permit);
-    let _ = sender
-        .send(Err(final_status(outcome, count, &request_id)))
-        .await;
+    finish(mailbox, permit, &sender, outcome, count, &request_id).await;
 }
 
 fn chat_response(envelope: Envelope) -> ChatResponse {

@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 use super::Courier;
 use super::convert::{self, caller, count_trailer, request_id, respond};
 use super::status::CourierError;
-use super::stream::{BatchEnd, commit, final_status, hand_over, read_batch};
+use super::stream::{BatchEnd, commit, finish, hand_over, read_batch};
 use crate::domain::{Mailbox, Taken};
 use crate::pb::message::message_service_server::MessageService;
 use crate::pb::message::{
@@ -148,11 +148,5 @@ async fn deliver(
             Err(error) => break Err(error),
         }
     };
-    // Released before the end is announced, so a client that saw the end may open another.
-    drop(mailbox);
-    drop(permit);
-    // The client may be gone already; then there is nobody to tell.
-    let _ = sender
-        .send(Err(final_status(outcome, count, &request_id)))
-        .await;
+    finish(mailbox, permit, &sender, outcome, count, &request_id).await;
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tonic::{Code, Status, Streaming};
 
 use super::convert::{self, count_trailer};
@@ -92,12 +92,26 @@ pub(super) async fn hand_over<T>(
     Ok(true)
 }
 
-/// The status a stream ends with: OK or the error, with the message count as a trailer.
-pub(super) fn final_status(
+/// Ends a response stream: gives back its mailbox and its open-stream permit first, so a client
+/// that saw the end may open another at once, then sends the status it ends with. The client
+/// may be gone already; then there is nobody to tell.
+pub(super) async fn finish<T>(
+    mailbox: Mailbox,
+    permit: OwnedSemaphorePermit,
+    sender: &mpsc::Sender<Result<T, Status>>,
     outcome: Result<(), CourierError>,
     count: u64,
     request_id: &str,
-) -> Status {
+) {
+    drop(mailbox);
+    drop(permit);
+    let _ = sender
+        .send(Err(final_status(outcome, count, request_id)))
+        .await;
+}
+
+/// The status a stream ends with: OK or the error, with the message count as a trailer.
+fn final_status(outcome: Result<(), CourierError>, count: u64, request_id: &str) -> Status {
     match outcome {
         Ok(()) => Status::with_metadata(Code::Ok, "", count_trailer(count)),
         Err(error) => error.into_status_with(request_id, count_trailer(count)),

@@ -12,8 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::helpers::client::{
-    OVERSIZED_MESSAGE, as_user, contents, hello, message, receive_request, receive_until_idle,
-    send_texts,
+    OVERSIZED_MESSAGE, as_user, busy_call, contents, hello, receive_request, receive_until_idle,
+    send_texts, shed_hello,
 };
 use crate::helpers::server::TestServer;
 
@@ -37,41 +37,6 @@ async fn server_with(limits: Limits) -> (TestServer, Connection) {
     let server = TestServer::with_limits(limits).await;
     let connection = server.connect().await;
     (server, connection)
-}
-
-/// Starts a SendMessage whose client never finishes, so its handler stays busy; returns the
-/// sender that ends it (drop it) and the pending call.
-fn busy_call(
-    connection: &Connection,
-) -> (
-    mpsc::Sender<SendMessageRequest>,
-    tokio::task::JoinHandle<Result<i64, tonic::Status>>,
-) {
-    let (outbound, requests) = mpsc::channel(1);
-    let mut client = connection.messages(as_user("jack"));
-    let call = tokio::spawn(async move {
-        Ok(client
-            .send_message(ReceiverStream::new(requests))
-            .await?
-            .into_inner()
-            .count)
-    });
-    (outbound, call)
-}
-
-/// Calls Hello until it is shed, as it must be once the busy call has reached the server;
-/// fails if that does not happen within 5 s.
-async fn shed_hello(connection: &Connection) -> tonic::Status {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match hello(connection, "shed").await {
-            Err(status) => return status,
-            Ok(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Ok(_) => panic!("Hello was never shed while the limit was taken"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -156,13 +121,7 @@ async fn calls_beyond_the_global_limit_are_shed() {
         ..Limits::default()
     })
     .await;
-    let (finish, call) = busy_call(&connection);
-    finish
-        .send(SendMessageRequest {
-            message: Some(message("jack", "mike", "hold")),
-        })
-        .await
-        .unwrap();
+    let (finish, call) = busy_call(&connection).await;
     let status = shed_hello(&connection).await;
     assert_eq!(
         (status.code(), status.message()),
@@ -188,13 +147,7 @@ async fn calls_beyond_the_per_connection_limit_are_shed() {
         ..Limits::default()
     })
     .await;
-    let (finish, call) = busy_call(&connection);
-    finish
-        .send(SendMessageRequest {
-            message: Some(message("jack", "mike", "hold")),
-        })
-        .await
-        .unwrap();
+    let (finish, call) = busy_call(&connection).await;
     let status = shed_hello(&connection).await;
     assert_eq!(
         (status.code(), status.message()),
@@ -215,7 +168,7 @@ async fn a_call_that_takes_too_long_is_cut_off_and_grpc_timeout_is_honoured() {
         ..Limits::default()
     })
     .await;
-    let (finish, call) = busy_call(&connection);
+    let (finish, call) = busy_call(&connection).await;
     let status = call.await.unwrap().unwrap_err();
     assert_eq!((status.code(), status.message()), TIMED_OUT, "{status:?}");
     drop(finish);

@@ -7,59 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use courier_client::Connection;
-use courier_client::pb::message::SendMessageRequest;
 use courier_server::Limits;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::client::{
-    as_user, chat_line, hello, message, metadata, open_chat, open_receive, send_texts, sends,
+    as_user, busy_call, chat_line, hello, message, metadata, open_chat, open_receive, send_texts,
+    sends, shed_hello,
 };
 use crate::helpers::server::TestServer;
-
-/// Starts a SendMessage that is still sending, so its handler holds a place in the limits; the
-/// call is over once the sender is dropped.
-async fn busy_call(
-    connection: &Connection,
-) -> (
-    mpsc::Sender<SendMessageRequest>,
-    tokio::task::JoinHandle<Result<i64, tonic::Status>>,
-) {
-    let (outbound, requests) = mpsc::channel(1);
-    let mut client = connection.messages(as_user("jack"));
-    let call = tokio::spawn(async move {
-        Ok(client
-            .send_message(ReceiverStream::new(requests))
-            .await?
-            .into_inner()
-            .count)
-    });
-    outbound
-        .send(SendMessageRequest {
-            message: Some(message("jack", "mike", "hold")),
-        })
-        .await
-        .unwrap();
-    (outbound, call)
-}
-
-/// Calls Hello until it is shed, as it must be once the busy call has reached the server.
-async fn shed_hello(connection: &Connection) -> tonic::Status {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match hello(connection, "shed").await {
-            Err(status) => return status,
-            Ok(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Ok(_) => panic!("Hello was never shed while the limit was taken"),
-        }
-    }
-}
 
 async fn health_check(connection: &Connection) -> Result<i32, tonic::Status> {
     let mut health = HealthClient::new(connection.with(metadata(None, &[])));

@@ -183,3 +183,43 @@ pub(crate) fn is_transport_error(status: &Status) -> bool {
 pub(crate) fn ended_by_shutdown(status: &Status) -> bool {
     (status.code(), status.message()) == SHUTTING_DOWN || is_transport_error(status)
 }
+
+/// Starts a SendMessage that is still sending, so its handler holds a place in the limits; the
+/// call is over once the sender is dropped.
+pub(crate) async fn busy_call(
+    connection: &Connection,
+) -> (
+    mpsc::Sender<SendMessageRequest>,
+    tokio::task::JoinHandle<Result<i64, tonic::Status>>,
+) {
+    let (outbound, requests) = mpsc::channel(1);
+    let mut client = connection.messages(as_user("jack"));
+    let call = tokio::spawn(async move {
+        Ok(client
+            .send_message(ReceiverStream::new(requests))
+            .await?
+            .into_inner()
+            .count)
+    });
+    outbound
+        .send(SendMessageRequest {
+            message: Some(message("jack", "mike", "hold")),
+        })
+        .await
+        .unwrap();
+    (outbound, call)
+}
+
+/// Calls Hello until it is shed, as it must be once the busy call has reached the server.
+pub(crate) async fn shed_hello(connection: &Connection) -> tonic::Status {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match hello(connection, "shed").await {
+            Err(status) => return status,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(_) => panic!("Hello was never shed while the limit was taken"),
+        }
+    }
+}
