@@ -318,7 +318,7 @@ async fn run(
     );
     let _ = writeln!(
         report,
-        "- Courier runs its full stack: request ids, a tracing span per RPC at info (its end logged at info when the call failed, at debug when it succeeded, as the server does by default), validation, limits; \"TLS+auth\" adds rustls and bearer-token checks (1,000 users in the tokens file). The baseline with TLS has TLS only.\n"
+        "- Courier runs its full stack: request ids, load shedding, tracing at the default level info (a failed call logged with method, peer, request id and code; a successful one only at debug, with its span), validation, limits; \"TLS+auth\" adds rustls and bearer-token checks (1,000 users in the tokens file). The baseline with TLS has TLS only.\n"
     );
     let _ = writeln!(
         report,
