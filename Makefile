@@ -1,27 +1,41 @@
 # Courier: every target CI runs is here. `make test` is the whole gate; `.ci/run` calls it.
-# Nothing is assumed on PATH but cargo, node and npm: `make tools` installs the rest into
-# node_modules/ (buf and the TypeScript test client's tools, pinned in package.json and
-# package-lock.json) and .tools/ (the protoc plugins, pinned below), both ignored by git.
+# Nothing is assumed on PATH but cargo, node, npm and python3: `make tools` installs the rest,
+# pinned: the npm tools (buf, protoc-gen-es, the TypeScript test tools; package.json and
+# package-lock.json) into node_modules/, everything else into the tool cache below.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
+# The tool cache: one folder per tool and version, outside the clone, so that every clone on this
+# machine (CI's fresh clones included) installs a tool once. Set COURIER_TOOLS to move it.
+COURIER_TOOLS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/courier-tools
+TOOLS := $(COURIER_TOOLS)
 BUF := node_modules/.bin/buf
-TOOLS := .tools
-# name@version of each protoc plugin, installed with `cargo install --locked`.
+# name@version of each protoc plugin, installed with `cargo install --locked` into
+# $(TOOLS)/<name>-<version>; their bin folders go on the PATH, where buf.gen.yaml finds them.
 PLUGINS := protoc-gen-prost@0.5.0 protoc-gen-prost-serde@0.4.0 protoc-gen-tonic@0.5.0 \
            protoc-gen-prost-crate@0.5.0
+plugin_root = $(TOOLS)/$(subst @,-,$(1))
+empty :=
+space := $(empty) $(empty)
+export PATH := $(subst $(space),:,$(foreach p,$(PLUGINS),$(call plugin_root,$(p))/bin)):$(PATH)
+
+# The one version of the three SDK packages (Rust crate, npm package, Python wheel).
+SDK_VERSION := $(shell cat VERSION)
 
 # The baseline of `make breaking`: the commit recorded on the last line of RELEASES.
 # Tests of the gate point it at another module (any buf input) instead.
 BASELINE ?= .git\#ref=$(lastword $(shell grep -v '^\#' RELEASES))
 
-# Hand-written crates: the generated gen/ is left as the plugins write it.
+# Hand-written crates: the generated gen/rust is left as the plugins write it.
 HANDWRITTEN := $(addprefix -p ,$(notdir $(wildcard crates/*)))
 
 export RUSTDOCFLAGS := -D warnings
+
+# Each SDK language and the version gate keep their targets in a file of their own.
+include $(wildcard make/*.mk)
 
 .PHONY: help tools lint breaking generate check-generated fmt clippy cargo-test features doc \
         publish-dry-run polyglot grpcio test release run-demo fuzz soak bench
@@ -50,12 +64,11 @@ tools:
 	  echo "installing the npm tools pinned in package.json"; \
 	  npm install --no-save --no-audit --no-fund --loglevel=error; \
 	fi
-	@installed=$$(cargo install --list --root $(TOOLS) 2>/dev/null || true); \
-	for plugin in $(PLUGINS); do \
-	  name=$${plugin%@*}; version=$${plugin#*@}; \
-	  if ! grep -qx "$$name v$$version:" <<<"$$installed"; then \
-	    echo "installing $$name $$version"; \
-	    cargo install --quiet --locked --root $(TOOLS) --version "$$version" "$$name"; \
+	@for plugin in $(PLUGINS); do \
+	  name=$${plugin%@*}; version=$${plugin#*@}; root="$(TOOLS)/$$name-$$version"; \
+	  if [ ! -x "$$root/bin/$$name" ]; then \
+	    echo "installing $$name $$version into $$root"; \
+	    cargo install --quiet --locked --root "$$root" --version "$$version" "$$name"; \
 	  fi; \
 	done
 	@# h2load and nghttp (Debian's nghttp2-client) for `make bench`, when missing and this is root
@@ -81,12 +94,12 @@ breaking: tools
 	$(BUF) breaking --error-format=msvs --against '$(BASELINE)'
 
 generate: tools
-	$(BUF) generate
+	scripts/generate
 
 # Generates into a scratch directory and compares, so a failing check leaves gen/ untouched.
 check-generated: tools
 	@scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
-	$(BUF) generate --output "$$scratch"; \
+	scripts/generate "$$scratch"; \
 	if ! diff -r gen "$$scratch/gen"; then \
 	  echo "gen/ is stale or hand-edited: run 'make generate' and commit the result" >&2; \
 	  exit 1; \
@@ -146,21 +159,6 @@ fuzz: tools
 SOAK_SECS ?= 60
 soak: tools
 	SOAK_SECS=$(SOAK_SECS) cargo test --locked -p courier-server --test it -- soak:: --ignored --nocapture
-
-# Sets the crate version, regenerates, commits, then records that commit as the new baseline.
-release: test
-	@[ -n "$(VERSION)" ] || { echo "usage: make release VERSION=x.y.z" >&2; exit 1; }
-	@[ -z "$$(git status --porcelain)" ] || { echo "release needs a clean work tree" >&2; exit 1; }
-	sed -i 's/^version = ".*"/version = "$(VERSION)"/' gen.Cargo.toml
-	sed -i 's/^courier-proto = { path = "gen", version = ".*" }/courier-proto = { path = "gen", version = "$(VERSION)" }/' Cargo.toml
-	$(MAKE) generate
-	cargo update --quiet --workspace
-	git add -A gen.Cargo.toml Cargo.toml Cargo.lock gen
-	git commit --quiet --allow-empty -m "Release courier-proto $(VERSION)"
-	echo "$(VERSION) $$(git rev-parse HEAD)" >> RELEASES
-	git add RELEASES
-	git commit --quiet -m "Record release $(VERSION) as the breaking-change baseline"
-	@echo "released $(VERSION); publish with: cargo publish -p courier-proto"
 
 # The demo on a fresh machine: throwaway CA, certificate and tokens; the server with TLS and auth
 # on an ephemeral port; the client's demo against it; then a graceful stop (SIGTERM).

@@ -29,12 +29,10 @@ struct ModuleCopy {
 impl ModuleCopy {
     fn new() -> Self {
         let root = repo_root();
-        for tool in ["node_modules/.bin/buf", ".tools/bin/protoc-gen-prost-crate"] {
-            assert!(
-                root.join(tool).exists(),
-                "{tool} is missing: run `make tools` first"
-            );
-        }
+        assert!(
+            root.join("node_modules/.bin/buf").exists(),
+            "buf is missing: run `make tools` first"
+        );
         let dir = tempfile::tempdir().unwrap();
         for file in [
             "Makefile",
@@ -43,16 +41,16 @@ impl ModuleCopy {
             "RELEASES",
             "buf.yaml",
             "buf.gen.yaml",
-            "gen.Cargo.toml",
+            "VERSION",
         ] {
             fs::copy(root.join(file), dir.path().join(file)).unwrap();
         }
-        for tree in ["proto", "gen"] {
+        for tree in ["proto", "gen", "sdk", "scripts", "make"] {
             copy_tree(&root.join(tree), &dir.path().join(tree));
         }
-        for tools in ["node_modules", ".tools"] {
-            std::os::unix::fs::symlink(root.join(tools), dir.path().join(tools)).unwrap();
-        }
+        // The other tools live in the tool cache outside the clone, which the copy shares.
+        std::os::unix::fs::symlink(root.join("node_modules"), dir.path().join("node_modules"))
+            .unwrap();
         Self { dir }
     }
 
@@ -261,7 +259,7 @@ fn a_proto_change_without_regeneration_fails_check_generated() {
 #[test]
 fn a_hand_edit_in_gen_fails_check_generated() {
     let copy = ModuleCopy::new();
-    let lib = copy.dir.path().join("gen/src/lib.rs");
+    let lib = copy.dir.path().join("gen/rust/src/lib.rs");
     let mut text = fs::read_to_string(&lib).unwrap();
     text.push_str("pub fn added_by_hand() {}\n");
     fs::write(&lib, text).unwrap();
