@@ -40,7 +40,7 @@ impl Bare {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        message.sent_at = Some(pbjson_types::Timestamp {
+        message.sent_at = Some(courier_wkt::Timestamp {
             seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
             nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
         });

@@ -339,7 +339,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     user: user.unwrap_or_default(),
                     idle_timeout: idle_timeout
                         .map(|text| {
-                            parse_json::<pbjson_types::Duration>(
+                            parse_json::<courier_wkt::Duration>(
                                 "--idle-timeout",
                                 &format!("{text:?}"),
                             )

@@ -6,7 +6,7 @@ use courier_proto::courier::hello::v1::{HelloRequest, HelloResponse};
 use courier_proto::courier::message::v1::{
     Message, ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest, SendMessageResponse,
 };
-use pbjson_types::{Duration, Timestamp};
+use courier_wkt::{Duration, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -27,9 +27,9 @@ fn message() -> Message {
 }
 
 /// The JSON pbjson writes for [`message()`]: lowerCamelCase names, fields in declaration order.
-/// pbjson-types writes the UTC offset as `+00:00`; the proto3 spec's canonical form is `Z`.
-/// Both are RFC 3339 and every proto3 JSON parser reads both (see `timestamps_accept_any_offset`).
-const MESSAGE_JSON: &str = r#"{"from":"jack","content":"hello mike","to":"mike","id":"00000001","sentAt":"2026-11-23T10:00:00.500+00:00"}"#;
+/// The timestamp in the proto3 spec's canonical form: UTC with a `Z`, 0, 3, 6 or 9 fractional
+/// digits (other offsets are read, see `timestamps_accept_any_offset`).
+const MESSAGE_JSON: &str = r#"{"from":"jack","content":"hello mike","to":"mike","id":"00000001","sentAt":"2026-11-23T10:00:00.500Z"}"#;
 
 /// Serializes `value`, asserts the exact JSON text, parses that text back and asserts equality.
 fn assert_round_trip<T>(value: &T, json: &str)

@@ -1,7 +1,7 @@
 //! Conversions at the edge: requests into validated domain values (or INVALID_ARGUMENT naming
 //! the field), domain values into responses, and the metadata Courier adds.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use courier_common::metadata;
 use tonic::metadata::{KeyAndValueRef, MetadataMap, MetadataValue};
@@ -118,7 +118,7 @@ pub fn after_id(after_id: &str) -> Result<Option<u64>, CourierError> {
 
 /// `idle_timeout`: unset, or more than zero and at most [`MAX_IDLE_TIMEOUT`].
 pub fn idle_timeout(
-    timeout: Option<pbjson_types::Duration>,
+    timeout: Option<courier_wkt::Duration>,
 ) -> Result<Option<Duration>, CourierError> {
     let Some(timeout) = timeout else {
         return Ok(None);
@@ -148,15 +148,7 @@ pub fn message(envelope: Envelope) -> Message {
         content: envelope.content,
         to: envelope.to.to_string(),
         id: envelope.id.to_string(),
-        sent_at: Some(timestamp(envelope.sent_at)),
-    }
-}
-
-fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    pbjson_types::Timestamp {
-        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+        sent_at: Some(envelope.sent_at.into()),
     }
 }
 

@@ -234,7 +234,7 @@ async fn malformed_requests_get_invalid_argument_naming_the_field() {
     );
 
     let zero = ReceiveMessageRequest {
-        idle_timeout: Some(pbjson_types::Duration {
+        idle_timeout: Some(courier_wkt::Duration {
             seconds: 0,
             nanos: 0,
         }),
@@ -275,7 +275,7 @@ async fn each_input_rule_is_invalid_argument_naming_the_field() {
     let server = TestServer::start(Setup::default()).await;
     let connection = server.connect().await;
     let mut with_sent_at = message("jack", "mike", "hi");
-    with_sent_at.sent_at = Some(pbjson_types::Timestamp {
+    with_sent_at.sent_at = Some(courier_wkt::Timestamp {
         seconds: 1,
         nanos: 0,
     });
@@ -321,7 +321,7 @@ async fn each_input_rule_is_invalid_argument_naming_the_field() {
     }
 
     let a_day_and_a_second = ReceiveMessageRequest {
-        idle_timeout: Some(pbjson_types::Duration {
+        idle_timeout: Some(courier_wkt::Duration {
             seconds: 24 * 60 * 60 + 1,
             nanos: 0,
         }),

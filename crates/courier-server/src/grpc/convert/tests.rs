@@ -90,7 +90,7 @@ fn after_ids_are_message_ids() {
 
 #[test]
 fn idle_timeouts_must_be_positive_and_bounded() {
-    let duration = |seconds, nanos| Some(pbjson_types::Duration { seconds, nanos });
+    let duration = |seconds, nanos| Some(courier_wkt::Duration { seconds, nanos });
     assert_eq!(idle_timeout(None).unwrap(), None);
     assert_eq!(
         idle_timeout(duration(1, 500_000_000)).unwrap(),
@@ -199,7 +199,7 @@ mod fuzz {
                 Breakage::EmptyContent => { message.content.clear(); Some("message.content") }
                 Breakage::LongContent => { message.content = "x".repeat(MAX_CONTENT_LEN + 1); Some("message.content") }
                 Breakage::IdSet => { message.id = "1".into(); Some("message.id") }
-                Breakage::SentAtSet => { message.sent_at = Some(pbjson_types::Timestamp::default()); Some("message.sent_at") }
+                Breakage::SentAtSet => { message.sent_at = Some(courier_wkt::Timestamp::default()); Some("message.sent_at") }
             };
             if matches!(breakage, Breakage::SpoofedCaller) {
                 caller = Some(name(if from == "mallory" { "eve" } else { "mallory" }));

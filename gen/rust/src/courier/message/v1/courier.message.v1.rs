@@ -19,7 +19,7 @@ pub struct Message {
     /// When the server queued the message; assigned by the server, clients leave
     /// it unset when sending.
     #[prost(message, optional, tag="5")]
-    pub sent_at: ::core::option::Option<::pbjson_types::Timestamp>,
+    pub sent_at: ::core::option::Option<::courier_wkt::Timestamp>,
 }
 /// ReceiveMessageRequest says whose queue to read and how long to wait.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -30,7 +30,7 @@ pub struct ReceiveMessageRequest {
     /// When set, the stream ends with OK after this long without a message;
     /// when unset, it stays open until the client cancels.
     #[prost(message, optional, tag="2")]
-    pub idle_timeout: ::core::option::Option<::pbjson_types::Duration>,
+    pub idle_timeout: ::core::option::Option<::courier_wkt::Duration>,
     /// When set, the stream starts right after the message with this id instead of where the
     /// server's record of deliveries to this user stands, so a client that crashed or cancelled
     /// recovers, in order, every message after the last one it processed (at-least-once).
