@@ -129,7 +129,7 @@ doc: tools
 	cargo doc --workspace --no-deps --locked
 
 publish-dry-run: tools
-	cargo publish --dry-run --locked -p courier-proto
+	cargo publish --dry-run --locked -p courier-wkt -p courier-proto
 
 test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run polyglot grpcio
 	@echo "make test: every gate passed"
