@@ -178,21 +178,7 @@ polyglot: tools
 	crates/courier-server/with-demo-server target/polyglot \
 	  node --import tsx --test $(POLYGLOT)/polyglot.test.ts
 
-# The official Python gRPC runtime (grpcio, pinned) against courier-server over TLS with tokens:
-# a client we did not write. Its virtualenv is kept in .tools/, keyed by the versions.
-GRPCIO_VERSION := 1.85.1
-GRPCIO_VENV := $(TOOLS)/grpcio-$(GRPCIO_VERSION)
-GRPCIO_STUBS := target/grpcio-stubs
-grpcio: tools
-	@if [ ! -x "$(GRPCIO_VENV)/bin/python" ]; then \
-	  echo "installing grpcio $(GRPCIO_VERSION) into $(GRPCIO_VENV)"; \
-	  rm -rf "$(GRPCIO_VENV)"; python3 -m venv "$(GRPCIO_VENV)"; \
-	  "$(GRPCIO_VENV)/bin/pip" install --quiet --disable-pip-version-check \
-	    grpcio==$(GRPCIO_VERSION) grpcio-tools==$(GRPCIO_VERSION); \
-	fi
-	cargo build --quiet --locked -p courier-server --bins
-	rm -rf $(GRPCIO_STUBS) && mkdir -p $(GRPCIO_STUBS)
-	cd proto && ../$(GRPCIO_VENV)/bin/python -m grpc_tools.protoc -I . \
-	  --python_out=../$(GRPCIO_STUBS) --grpc_python_out=../$(GRPCIO_STUBS) courier/*/v1/*.proto
-	GRPCIO_STUBS=$(GRPCIO_STUBS) crates/courier-server/with-demo-server target/grpcio \
-	  $(GRPCIO_VENV)/bin/python crates/courier-server/tests/grpcio/independent_client.py
+# The official Python gRPC runtime (grpcio) against courier-server over TLS with tokens, a client
+# we did not write: the Python SDK's consumer test, with the stubs of the `courier-proto` wheel
+# installed into a fresh virtualenv (make/python.mk, python-consumer).
+grpcio: python-consumer
