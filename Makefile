@@ -38,7 +38,7 @@ export RUSTDOCFLAGS := -D warnings
 include $(wildcard make/*.mk)
 
 .PHONY: help tools lint breaking generate check-generated fmt clippy cargo-test features doc \
-        publish-dry-run polyglot grpcio test release run-demo fuzz soak bench
+        publish-dry-run grpcio test release run-demo fuzz soak bench
 
 help:
 	@echo "make run-demo       the services demo: TLS, auth, every RPC kind"
@@ -131,7 +131,7 @@ doc: tools
 publish-dry-run: tools
 	cargo publish --dry-run --locked -p courier-wkt -p courier-proto
 
-test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run polyglot grpcio
+test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run ts-consumer grpcio
 	@echo "make test: every gate passed"
 
 # Courier against a bare tonic server of the same contract, in one run; writes BENCHMARKS.md.
@@ -167,16 +167,6 @@ run-demo: tools
 	crates/courier-server/with-demo-server target/demo sh -c \
 	  'target/debug/courier-client --addr "https://$$COURIER_ADDR" --ca "$$COURIER_CA" \
 	     --domain localhost demo --tokens-dir "$$COURIER_TOKENS_DIR"'
-
-# A TypeScript client generated from the same module (protoc-gen-es, Connect's Node gRPC
-# transport) calls every RPC kind of courier-server over TLS with a token.
-POLYGLOT := crates/courier-server/tests/polyglot
-polyglot: tools
-	cargo build --quiet --locked -p courier-server --bins
-	$(BUF) generate --template $(POLYGLOT)/buf.gen.yaml
-	node_modules/.bin/tsc -p $(POLYGLOT)/tsconfig.json
-	crates/courier-server/with-demo-server target/polyglot \
-	  node --import tsx --test $(POLYGLOT)/polyglot.test.ts
 
 # The official Python gRPC runtime (grpcio) against courier-server over TLS with tokens, a client
 # we did not write: the Python SDK's consumer test, with the stubs of the `courier-proto` wheel
