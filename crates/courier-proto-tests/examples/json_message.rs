@@ -2,7 +2,8 @@
 //! with every field set, written and read as proto3 JSON by the generated crate.
 //!
 //! `json_message write` prints the JSON of the message in `tests/sdk/message-fixture.json`;
-//! `json_message read FILE` reads FILE and exits non-zero unless it is that message.
+//! `json_message read FILE` reads FILE and exits non-zero unless it is that message with `sentAt`
+//! written exactly as in the fixture (the canonical form: UTC, `Z`, 9 digits here).
 
 use std::process::ExitCode;
 
@@ -23,6 +24,18 @@ fn main() -> ExitCode {
         }
         ["read", file] => {
             let text = std::fs::read_to_string(file).expect("the file is readable");
+            let sent_at = |json: &str| {
+                let value: serde_json::Value = serde_json::from_str(json).ok()?;
+                Some(value.get("sentAt")?.as_str()?.to_owned())
+            };
+            if sent_at(&text) != sent_at(FIXTURE) {
+                eprintln!(
+                    "{file}: sentAt is {:?}, not {:?}",
+                    sent_at(&text),
+                    sent_at(FIXTURE)
+                );
+                return ExitCode::FAILURE;
+            }
             match serde_json::from_str::<Message>(&text) {
                 Ok(message) if message == expected => ExitCode::SUCCESS,
                 Ok(message) => {
