@@ -1,9 +1,13 @@
 //! What a server is configured with: [`Config`] and the [`Limits`] it puts on clients. The
 //! binary fills it from its flags; tests and the benchmark build it directly.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use http::HeaderValue;
 
 use crate::middleware::auth::TokenStore;
 
@@ -33,6 +37,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// How long messages are kept, delivered or not, so clients can resume.
     pub retention: Duration,
+    /// Web origins whose pages may call the server (CORS); none by default, so that only a page
+    /// the server itself serves (same origin, no CORS) can.
+    pub cors_origins: Vec<CorsOrigin>,
 }
 
 impl Default for Config {
@@ -44,6 +51,7 @@ impl Default for Config {
             limits: Limits::default(),
             data_dir: None,
             retention: DEFAULT_RETENTION,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -121,6 +129,170 @@ impl Default for Limits {
             tcp_keepalive: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
             max_connection_age: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// A web origin allowed to call the server from a browser: `scheme://host[:port]`, as browsers
+/// send it in `Origin` (`https://chat.example.com`, `http://localhost:8080`).
+///
+/// Parsing checks that it is one: the scheme is `http` or `https`, there is a host, and nothing
+/// follows the port (no path, not even `/`, no query, no user). The scheme and host are
+/// lowercased and a default port (80 for http, 443 for https) dropped, as browsers do, so that
+/// what is listed is what they send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsOrigin(HeaderValue);
+
+impl CorsOrigin {
+    /// The origin as `Origin` carries it.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl fmt::Display for CorsOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Built from a `String`: always text.
+        f.write_str(self.0.to_str().unwrap_or_default())
+    }
+}
+
+/// Why a `--cors-origin` is not an origin.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a web origin: {1}; write scheme://host[:port], e.g. https://chat.example.com"
+)]
+pub struct CorsOriginError(String, &'static str);
+
+impl FromStr for CorsOrigin {
+    type Err = CorsOriginError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = |why| CorsOriginError(text.to_owned(), why);
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| error("no scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => "80",
+            "https" => "443",
+            _ => return Err(error("the scheme must be http or https")),
+        };
+        if rest.contains(['/', '?', '#']) {
+            return Err(error(
+                "an origin has no path, query or fragment (not even a final /)",
+            ));
+        }
+        if rest.contains('@') {
+            return Err(error("an origin has no user name or password"));
+        }
+        // A bracketed IPv6 address, or a name or IPv4 address (which hold no ':').
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(bracketed) => {
+                let (address, after) = bracketed
+                    .split_once(']')
+                    .ok_or_else(|| error("the host is not an IPv6 address"))?;
+                address
+                    .parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| error("the host is not an IPv6 address"))?;
+                let port = match after {
+                    "" => None,
+                    _ => Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| error("the host is malformed"))?,
+                    ),
+                };
+                (format!("[{}]", address.to_ascii_lowercase()), port)
+            }
+            None => {
+                let (host, port) = match rest.split_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (rest, None),
+                };
+                if host.is_empty() {
+                    return Err(error("there is no host"));
+                }
+                if !host
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
+                {
+                    return Err(error(
+                        "the host may hold only letters, digits, '-' and '.' (punycode for other names)",
+                    ));
+                }
+                (host.to_ascii_lowercase(), port)
+            }
+        };
+        let port = port
+            .map(|port| {
+                port.bytes()
+                    .all(|byte| byte.is_ascii_digit())
+                    .then(|| port.parse::<u16>().ok())
+                    .flatten()
+                    .ok_or_else(|| error("the port is not a number from 0 to 65535"))
+            })
+            .transpose()?
+            .map(|port| port.to_string());
+        let origin = match port {
+            Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+            _ => format!("{scheme}://{host}"),
+        };
+        HeaderValue::try_from(origin)
+            .map(Self)
+            .map_err(|_| error("it holds characters a header cannot"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<String, String> {
+        text.parse::<CorsOrigin>()
+            .map(|origin| origin.to_string())
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn origins_are_taken_as_browsers_send_them() {
+        for (given, origin) in [
+            ("https://chat.example.com", "https://chat.example.com"),
+            ("http://localhost:8080", "http://localhost:8080"),
+            ("HTTPS://Chat.Example.COM", "https://chat.example.com"),
+            ("https://chat.example.com:443", "https://chat.example.com"),
+            ("http://127.0.0.1:80", "http://127.0.0.1"),
+            ("http://127.0.0.1:443", "http://127.0.0.1:443"),
+            ("http://[::1]:5173", "http://[::1]:5173"),
+        ] {
+            assert_eq!(parsed(given).as_deref(), Ok(origin), "{given}");
+        }
+    }
+
+    #[test]
+    fn what_is_no_origin_is_refused_saying_why() {
+        for (given, why) in [
+            ("chat.example.com", "no scheme"),
+            ("*", "no scheme"),
+            ("null", "no scheme"),
+            ("ftp://example.com", "the scheme must be http or https"),
+            ("https://example.com/", "no path"),
+            ("https://example.com/app", "no path"),
+            ("https://example.com?x=1", "no path"),
+            ("https://user@example.com", "no user name"),
+            ("https://", "there is no host"),
+            ("https://:8080", "there is no host"),
+            ("https://example.com:", "the port is not a number"),
+            ("https://example.com:99999", "the port is not a number"),
+            ("https://example.com:+80", "the port is not a number"),
+            ("https://example.com:http", "the port is not a number"),
+            ("https://example.com:80:80", "the port is not a number"),
+            ("http://[nope]:80", "not an IPv6 address"),
+            ("http://[::1]80", "the host is malformed"),
+            ("https://exa mple.com", "may hold only letters"),
+            ("https://bücher.example", "may hold only letters"),
+        ] {
+            let error = parsed(given).unwrap_err();
+            assert!(error.contains(why), "{given}: {error}");
+            assert!(error.contains("scheme://host[:port]"), "{given}: {error}");
         }
     }
 }

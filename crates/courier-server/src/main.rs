@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
+use courier_server::config::CorsOrigin;
 use courier_server::logging::Chain;
 use courier_server::middleware::auth::TokenStore;
 use courier_server::{Config, Limits, Prepared, TlsFiles};
@@ -53,6 +54,10 @@ struct Args {
     /// Write the bound address to this file once listening (useful with port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// A web origin (scheme://host[:port]) whose pages may call the server with gRPC-Web
+    /// (CORS); repeat for more. None by default: only a page the server serves itself may.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<CorsOrigin>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -197,6 +202,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         limits: args.limits.into(),
         data_dir: (!args.in_memory).then_some(args.data_dir),
         retention: args.retention.into(),
+        cors_origins: args.cors_origins,
     };
 
     // The flags (clap), the listen address rule and the tokens file are checked above; here
@@ -215,6 +221,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         auth = config.tokens.is_some(),
         data_dir = ?config.data_dir,
         max_connections = config.limits.max_connections,
+        cors_origins = ?config.cors_origins.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "listening"
     );
     prepared.serve(listener, shutdown).await?;
@@ -306,6 +313,31 @@ mod tests {
         assert!(error.to_string().contains("--max-message-bytes"), "{error}");
         let args = Args::try_parse_from(["courier-server", "--max-message-bytes", "8192"]).unwrap();
         assert_eq!(Limits::from(args.limits).max_message_bytes, 8192);
+    }
+
+    #[test]
+    fn cors_origins_are_repeatable_checked_and_none_by_default() {
+        let args = Args::try_parse_from(["courier-server"]).unwrap();
+        assert!(args.cors_origins.is_empty());
+        let args = Args::try_parse_from([
+            "courier-server",
+            "--cors-origin",
+            "https://chat.example.com",
+            "--cors-origin",
+            "HTTP://LOCALHOST:8080",
+        ])
+        .unwrap();
+        let origins: Vec<String> = args.cors_origins.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            origins,
+            ["https://chat.example.com", "http://localhost:8080"]
+        );
+        let error = Args::try_parse_from(["courier-server", "--cors-origin", "https://a.example/"])
+            .unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        let message = error.to_string();
+        assert!(message.contains("--cors-origin"), "{message}");
+        assert!(message.contains("scheme://host[:port]"), "{message}");
     }
 
     #[test]

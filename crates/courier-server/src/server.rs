@@ -1,17 +1,37 @@
 //! Serving: [`run`] puts the gRPC edge, the middleware, health and reflection together on a
 //! listener the caller bound, and stops them on shutdown. [`Prepared::new`] checks the whole
 //! configuration (TLS files included) and opens the store before anything is announced.
+//!
+//! One port serves gRPC over HTTP/2 and gRPC-Web over HTTP/1.1 and HTTP/2, plaintext or TLS
+//! (TLS is ours, [`tls`], so that ALPN offers `http/1.1` too). Each request meets the layers in
+//! this order:
+//!
+//! 1. gRPC-Web and CORS ([`WebLayer`]): a gRPC-Web call becomes a gRPC call here, so every layer
+//!    below sees, limits and answers it exactly as a gRPC one, and its answer is translated
+//!    back (and given CORS headers for a listed origin) on the way out. gRPC passes untouched.
+//! 2. The request id: set when missing, returned in the response headers.
+//! 3. The call deadline ([`CallTimeoutLayer`]), inside the translation so that a gRPC-Web
+//!    client reads its answer.
+//! 4. Load shedding, right after the request id and deadline, so a shed call costs next to
+//!    nothing; health and reflection are never shed.
+//! 5. Tracing, then the status of oversized messages (inside it, so the log has the code the
+//!    client gets), the check of `grpc-timeout`, and authentication.
+//!
+//! The connection limit applies before all of them, to the TCP connections (TLS handshakes
+//! included), whatever protocol they then speak.
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
@@ -20,12 +40,16 @@ use crate::domain::{MailboxError, Mailboxes};
 use crate::grpc::Courier;
 use crate::logging::Chain;
 use crate::middleware::auth::BearerAuth;
-use crate::middleware::deadline::WellFormedDeadline;
+use crate::middleware::deadline::{CallTimeoutLayer, WellFormedDeadline};
 use crate::middleware::trace;
+use crate::middleware::web::WebLayer;
 use crate::pb;
 use crate::store::{MemoryStore, RedbStore, Store, StoreError};
 
 mod connections;
+mod tls;
+
+pub use tls::TlsConfigError;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +62,9 @@ pub enum ServeError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// tonic refused the TLS configuration (a certificate or key that does not parse).
+    /// The TLS files hold no usable certificate or key.
     #[error("the TLS configuration was refused")]
-    Tls(#[source] tonic::transport::Error),
+    Tls(#[source] TlsConfigError),
     /// tonic failed while serving.
     #[error("serving failed")]
     Transport(#[from] tonic::transport::Error),
@@ -65,18 +89,11 @@ fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
     })
 }
 
-fn tls_config(
-    files: &TlsFiles,
-    handshake_timeout: Duration,
-) -> Result<ServerTlsConfig, ServeError> {
-    let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
-    let mut config = ServerTlsConfig::new()
-        .identity(identity)
-        .timeout(handshake_timeout);
-    if let Some(ca) = &files.client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(config)
+fn tls_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, ServeError> {
+    let cert = read(&files.cert)?;
+    let key = read(&files.key)?;
+    let client_ca = files.client_ca.as_deref().map(read).transpose()?;
+    tls::server_config(files, &cert, &key, client_ca.as_deref()).map_err(ServeError::Tls)
 }
 
 /// The well-known types the contract imports. Each generated descriptor set holds only its own
@@ -101,7 +118,7 @@ fn well_known_imports() -> prost_types::FileDescriptorSet {
 /// left can only fail while serving. Build it before binding and announcing.
 pub struct Prepared {
     config: Config,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<Arc<ServerConfig>>,
     store: Arc<dyn Store>,
 }
 
@@ -109,17 +126,7 @@ impl Prepared {
     /// Checks `config` and opens its store. Nothing is created on disk before the TLS files
     /// have been read and accepted.
     pub fn new(config: Config) -> Result<Self, ServeError> {
-        let tls = match &config.tls {
-            Some(files) => {
-                let tls = tls_config(files, config.limits.tls_handshake_timeout)?;
-                // tonic parses the certificate and key only when they are applied.
-                Server::builder()
-                    .tls_config(tls.clone())
-                    .map_err(ServeError::Tls)?;
-                Some(tls)
-            }
-            None => None,
-        };
+        let tls = config.tls.as_ref().map(tls_config).transpose()?;
         let store: Arc<dyn Store> = match &config.data_dir {
             Some(dir) => Arc::new(RedbStore::open(dir).map_err(ServeError::OpenStore)?),
             None => Arc::new(MemoryStore::default()),
@@ -187,26 +194,28 @@ async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let mut builder = Server::builder()
+    // No `timeout`: the call deadline is a layer of ours (see the module's doc).
+    let builder = Server::builder()
+        .accept_http1(true)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
         .http2_max_header_list_size(limits.max_header_list_bytes)
-        .timeout(limits.call_timeout)
         .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .max_connection_age(limits.max_connection_age);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(ServeError::Tls)?;
-    }
     let auth = config
         .tokens
         .clone()
         .map(|tokens| ValidateRequestHeaderLayer::custom(BearerAuth::new(tokens)));
+    // The order and why: see the module's doc.
     let layers = tower::ServiceBuilder::new()
+        .layer(WebLayer::new(
+            &config.cors_origins,
+            limits.max_header_list_bytes,
+        ))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        // Right after the request id, so a shed call costs next to nothing but still carries
-        // its id; health and reflection are never shed.
+        .layer(CallTimeoutLayer::new(limits.call_timeout))
         .layer(crate::middleware::shed::ShedLayer::new(
             limits.max_calls,
             limits.max_calls_per_connection,
@@ -281,7 +290,17 @@ async fn serve(
         .with_nodelay(Some(true))
         .with_keepalive(Some(limits.tcp_keepalive));
     let incoming = connections::limit(incoming, limits.max_connections);
-    let serve = router.serve_with_incoming_shutdown(incoming, on_shutdown);
+    let serve = match tls {
+        Some(tls) => {
+            let incoming = tls::handshakes(incoming, tls, limits.tls_handshake_timeout);
+            router
+                .serve_with_incoming_shutdown(incoming, on_shutdown)
+                .boxed()
+        }
+        None => router
+            .serve_with_incoming_shutdown(incoming, on_shutdown)
+            .boxed(),
+    };
     tokio::pin!(serve);
     let outcome = tokio::select! {
         result = &mut serve => result.map_err(ServeError::from),

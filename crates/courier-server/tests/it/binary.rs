@@ -104,7 +104,11 @@ fn a_missing_or_garbage_tls_key_stops_the_start_before_the_data_directory_is_cre
         ),
         (
             &garbage,
-            "error: the TLS configuration was refused: transport error: ".to_owned(),
+            format!(
+                "error: the TLS configuration was refused: rustls cannot use {} with {}: unexpected error: failed to parse private key",
+                garbage.display(),
+                dir.path().join("server.pem").display()
+            ),
         ),
     ];
     for (key, chain) in cases {

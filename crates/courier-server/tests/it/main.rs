@@ -7,10 +7,12 @@
 //! | [`limits`], [`transport`] | each limit's answer, backpressure, HTTP/2 and TCP defences |
 //! | [`bad_input`] | wrong bytes on the wire, sent as raw HTTP/2 |
 //! | [`durability`] | resume, restart, SIGKILL |
+//! | [`post`] | PostMessage: idempotency keys (retries, conflicts, races, restarts, expiry), its checks |
 //! | [`middleware`] | shedding that spares health and reflection, size limits answered RESOURCE_EXHAUSTED |
 //! | [`memory`] | per-user state does not grow with the users clients make up |
 //! | [`soak`] | load, then SIGTERM, then a restart that finds everything counted |
 //! | [`binary`] | the `courier-server` binary's start and stop |
+//! | [`web`] | gRPC-Web by hand over HTTP/1.1 and HTTP/2, plaintext and TLS; CORS |
 //! | [`helpers`] | the servers, clients and raw HTTP/2 the tests share |
 //!
 //! Run one area with a filter: `cargo test -p courier-server --test it -- limits::`.
@@ -23,7 +25,9 @@ mod durability;
 mod limits;
 mod memory;
 mod middleware;
+mod post;
 mod security;
 mod services;
 mod soak;
 mod transport;
+mod web;

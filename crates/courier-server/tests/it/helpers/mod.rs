@@ -7,9 +7,11 @@
 //! | [`raw`] | raw HTTP/2 and gRPC framing, for input that must be wrong in exactly one way |
 //! | [`process`] | the real `courier-server` binary, for tests that signal or kill it |
 //! | [`checks`] | what a test checks of the messages that arrived |
+//! | [`web`] | gRPC-Web frames and HTTP/1.1 and HTTP/2 clients, plaintext or TLS |
 
 pub(crate) mod checks;
 pub(crate) mod client;
 pub(crate) mod process;
 pub(crate) mod raw;
 pub(crate) mod server;
+pub(crate) mod web;

@@ -31,6 +31,8 @@ pub(crate) struct Setup {
     pub(crate) limits: Option<Limits>,
     /// Durable store directory; in memory when unset.
     pub(crate) data_dir: Option<PathBuf>,
+    /// Origins allowed to call with gRPC-Web from a browser (CORS); none when empty.
+    pub(crate) cors_origins: Vec<&'static str>,
 }
 
 /// A running server; without [`TestServer::stop`] it ends with the test's runtime.
@@ -69,6 +71,11 @@ impl TestServer {
             limits: setup.limits.unwrap_or_default(),
             data_dir: setup.data_dir,
             retention: courier_server::DEFAULT_RETENTION,
+            cors_origins: setup
+                .cors_origins
+                .iter()
+                .map(|origin| origin.parse().unwrap())
+                .collect(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
