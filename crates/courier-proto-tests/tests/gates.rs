@@ -265,3 +265,223 @@ fn a_hand_edit_in_gen_fails_check_generated() {
     fs::write(&lib, text).unwrap();
     assert_fails_with(copy.make("check-generated"), "gen/ is stale or hand-edited");
 }
+
+// === semver: the release gate asks for the bump the Rust API needs ===
+
+/// `make semver` on mutated copies of the module. The baseline of both the wire and the crate is an
+/// unmodified, regenerated copy (as `make breaking` gets the repository above), and the versions
+/// are the next patch and breaking versions of the last release in RELEASES. The rustdoc JSON is
+/// built in the repository's `target/semver`, shared with `make semver`, so the dependencies are
+/// built once; the mutations run one after the other in one test, since they share it.
+mod semver {
+    use super::*;
+    use std::time::Instant;
+
+    /// A module copy that also holds the Cargo workspace the generated crate builds in.
+    fn crate_copy() -> ModuleCopy {
+        let copy = ModuleCopy::new();
+        let root = repo_root();
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            fs::copy(root.join(file), copy.dir.path().join(file)).unwrap();
+        }
+        copy_tree(&root.join("crates"), &copy.dir.path().join("crates"));
+        copy
+    }
+
+    /// The smallest compatible and the smallest breaking version after the last release.
+    fn next_versions() -> (String, String) {
+        let releases = fs::read_to_string(repo_root().join("RELEASES")).unwrap();
+        let last = releases
+            .lines()
+            .rev()
+            .find(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .and_then(|line| line.split_whitespace().next())
+            .unwrap();
+        let parts: Vec<u64> = last.split('.').map(|part| part.parse().unwrap()).collect();
+        let (major, minor, patch) = (parts[0], parts[1], parts[2]);
+        let breaking = match (major, minor) {
+            (0, 0) => format!("0.0.{}", patch + 1),
+            (0, _) => format!("0.{}.0", minor + 1),
+            _ => format!("{}.0.0", major + 1),
+        };
+        (format!("{major}.{minor}.{}", patch + 1), breaking)
+    }
+
+    struct Gate {
+        baseline: ModuleCopy,
+        compatible: String,
+        breaking: String,
+    }
+
+    impl Gate {
+        fn new() -> Self {
+            let baseline = crate_copy();
+            assert_passes(baseline.make("generate"));
+            let (compatible, breaking) = next_versions();
+            Self {
+                baseline,
+                compatible,
+                breaking,
+            }
+        }
+
+        /// Runs `make semver VERSION=<version>` in a copy (which `make generate` has brought up to
+        /// date: the gate refuses a stale gen/).
+        fn semver(&self, copy: &ModuleCopy, version: &str) -> GateRun {
+            let started = Instant::now();
+            let output = Command::new("make")
+                .arg("semver")
+                .arg(format!("VERSION={version}"))
+                .arg(format!("BASELINE={}", self.baseline.dir.path().display()))
+                .arg(format!(
+                    "SEMVER_BASELINE={}",
+                    self.baseline.dir.path().display()
+                ))
+                .arg(format!(
+                    "SEMVER_TARGET_DIR={}",
+                    repo_root().join("target/semver").display()
+                ))
+                .current_dir(copy.dir.path())
+                .env_remove("MAKEFLAGS")
+                .env_remove("MFLAGS")
+                .env_remove("MAKELEVEL")
+                .output()
+                .expect("make runs");
+            eprintln!("make semver VERSION={version}: {:.1?}", started.elapsed());
+            GateRun {
+                passed: output.status.success(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            }
+        }
+
+        /// The compatible bump is refused for each of `lints`, pointing at the breaking one.
+        #[track_caller]
+        fn refuses_compatible_bump(&self, copy: &ModuleCopy, lints: &[&str]) {
+            let run = self.semver(copy, &self.compatible);
+            let needs = format!("release {} or later", self.breaking);
+            assert_fails_with_all(run, &[lints, &[needs.as_str()]].concat());
+        }
+
+        /// The compatible bump is refused for `lint`, the breaking one accepted.
+        #[track_caller]
+        fn needs_breaking_bump(&self, copy: &ModuleCopy, lint: &str) {
+            self.refuses_compatible_bump(copy, &[lint]);
+            assert_passes(self.semver(copy, &self.breaking));
+        }
+
+        #[track_caller]
+        fn accepts_compatible_bump(&self, copy: &ModuleCopy) {
+            let run = self.semver(copy, &self.compatible);
+            assert!(
+                run.passed && run.output.contains("required bump:  patch"),
+                "the gate should accept {}:\n{}",
+                self.compatible,
+                run.output
+            );
+        }
+    }
+
+    #[test]
+    fn semver_asks_for_the_bump_the_rust_api_needs() {
+        let gate = Gate::new();
+
+        // A field added to an existing message breaks every struct literal of it.
+        let copy = crate_copy();
+        copy.edit(
+            "message/v1/message.proto",
+            "  google.protobuf.Timestamp sent_at = 5;\n",
+            "  google.protobuf.Timestamp sent_at = 5;\n  // The id of the message this one answers.\n  string reply_to = 6;\n",
+        );
+        assert_passes(copy.make("generate"));
+        gate.needs_breaking_bump(&copy, "constructible_struct_adds_field");
+
+        // An added RPC is a new required method of the generated server trait.
+        let copy = crate_copy();
+        copy.edit(
+            "hello/v1/hello.proto",
+            "  rpc Hello(HelloRequest) returns (HelloResponse);\n",
+            "  rpc Hello(HelloRequest) returns (HelloResponse);\n  // Goodbye takes leave of the caller.\n  rpc Goodbye(HelloRequest) returns (HelloResponse);\n",
+        );
+        assert_passes(copy.make("generate"));
+        gate.needs_breaking_bump(&copy, "trait_method_added");
+
+        // A plugin upgrade that changes the generated API with no proto change: simulated by a
+        // generator option, protoc-gen-tonic's no_server, which drops the server stubs.
+        let copy = crate_copy();
+        add_generator_option(&copy, "protoc-gen-tonic", "no_server=true");
+        assert_passes(copy.make("generate"));
+        gate.refuses_compatible_bump(&copy, &["module_missing", "trait_missing"]);
+
+        // One that only changes a field's type, which cargo-semver-checks does not compare
+        // (scripts/semver-lints does): prost's `boxed` option, as a prost upgrade could box a field.
+        let copy = crate_copy();
+        add_generator_option(
+            &copy,
+            "protoc-gen-prost",
+            "boxed=.courier.message.v1.SendMessageRequest.message",
+        );
+        assert_passes(copy.make("generate"));
+        gate.refuses_compatible_bump(&copy, &["type_changed", "SendMessageRequest.message"]);
+
+        // A new message type alone is an addition: compatible in 0.x.
+        let copy = crate_copy();
+        copy.edit(
+            "hello/v1/hello.proto",
+            "// HelloResponse carries the greeting.\n",
+            "// Farewell is a parting word.\nmessage Farewell {\n  // The parting word.\n  string text = 1;\n}\n\n// HelloResponse carries the greeting.\n",
+        );
+        assert_passes(copy.make("generate"));
+        gate.accepts_compatible_bump(&copy);
+
+        // A comment changes the docs only.
+        let copy = crate_copy();
+        copy.edit(
+            "hello/v1/hello.proto",
+            "// HelloRequest names who is to be greeted.",
+            "// HelloRequest names the one to greet.",
+        );
+        assert_passes(copy.make("generate"));
+        gate.accepts_compatible_bump(&copy);
+
+        // A wire break is refused whatever the version, pointing at a new package.
+        let copy = crate_copy();
+        copy.edit(
+            "message/v1/message.proto",
+            "  // The text of the message.\n  string content = 2;\n",
+            "",
+        );
+        assert_passes(copy.make("generate"));
+        let run = gate.semver(&copy, &gate.breaking);
+        assert_fails_with_all(run, &["FIELD_NO_DELETE", "courier.<name>.v2"]);
+    }
+
+    /// Adds `option` to the options of `plugin` in the copy's buf.gen.yaml.
+    fn add_generator_option(copy: &ModuleCopy, plugin: &str, option: &str) {
+        let template = copy.dir.path().join("buf.gen.yaml");
+        let text = fs::read_to_string(&template).unwrap();
+        let entry = format!("  - local: {plugin}\n    out: gen/rust/src\n    opt:\n");
+        assert!(text.contains(&entry), "buf.gen.yaml has no {entry:?}");
+        let text = text.replacen(&entry, &format!("{entry}      - {option}\n"), 1);
+        fs::write(&template, text).unwrap();
+    }
+
+    #[track_caller]
+    fn assert_fails_with_all(run: GateRun, reasons: &[&str]) {
+        assert!(
+            !run.passed,
+            "the gate passed but should fail with {reasons:?}:\n{}",
+            run.output
+        );
+        for reason in reasons {
+            assert!(
+                run.output.contains(reason),
+                "expected {reason} in:\n{}",
+                run.output
+            );
+        }
+    }
+}
