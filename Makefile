@@ -52,7 +52,9 @@ help:
 	@echo "make fuzz           the request fuzz properties, FUZZ_CASES cases (default 200000)"
 	@echo "make soak           the soak test for SOAK_SECS seconds (default 60)"
 	@echo "make grpcio         the official Python gRPC client (grpcio) against courier-server"
-	@echo "make release VERSION=x.y.z  release the module and move the breaking baseline"
+	@echo "make sdk            the three packages (crate, npm, wheel) into target/sdk/"
+	@echo "make semver VERSION=x.y.z  may the module be released as x.y.z? (buf breaking + the crate's API under Cargo's rules)"
+	@echo "make release VERSION=x.y.z  release the module and move the baselines"
 
 # Installs what is missing or at the wrong version; does nothing otherwise.
 # `npm install --no-save` rather than `npm ci`: the registry these machines reach carries only the

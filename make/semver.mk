@@ -9,6 +9,9 @@
 
 .PHONY: semver semver-tools
 
+# `make tools` installs it with the other tools, so that no test installs it on the way.
+tools: semver-tools
+
 CARGO_SEMVER_CHECKS_VERSION := 0.51.0
 CARGO_SEMVER_CHECKS := $(TOOLS)/cargo-semver-checks-$(CARGO_SEMVER_CHECKS_VERSION)
 
