@@ -16,7 +16,8 @@ use courier_proto::courier::message::v1::message_service_server::{
     MessageService, MessageServiceServer,
 };
 use courier_proto::courier::message::v1::{
-    Message, ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest, SendMessageResponse,
+    Message, PostMessageRequest, PostMessageResponse, ReceiveMessageRequest,
+    ReceiveMessageResponse, SendMessageRequest, SendMessageResponse,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::StreamExt;
@@ -32,10 +33,14 @@ pub struct Bare {
     queues: Arc<Mutex<HashMap<String, Queue>>>,
     /// The last id assigned: the contract has the server assign `id` and `sent_at`.
     last_id: Arc<AtomicU64>,
+    /// PostMessage's answers by (sender, idempotency key): a retry gets the first. Never
+    /// pruned; a baseline lives for one benchmark run.
+    posts: Arc<Mutex<HashMap<(String, String), Message>>>,
 }
 
 impl Bare {
-    fn push(&self, mut message: Message) {
+    /// Queues `message` with a fresh id and sent_at; answers it as queued.
+    fn push(&self, mut message: Message) -> Message {
         message.id = (self.last_id.fetch_add(1, Ordering::Relaxed) + 1).to_string();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -46,8 +51,9 @@ impl Bare {
         });
         let mut queues = self.queues.lock().expect("not poisoned");
         let (queue, notify) = queues.entry(message.to.clone()).or_default();
-        queue.push_back(message);
+        queue.push_back(message.clone());
         notify.notify_waiters();
+        message
     }
 
     async fn pop(&self, user: &str) -> Message {
@@ -163,6 +169,30 @@ impl MessageService for Bare {
         }
         Ok(Response::new(SendMessageResponse { count }))
     }
+
+    async fn post_message(
+        &self,
+        request: Request<PostMessageRequest>,
+    ) -> Result<Response<PostMessageResponse>, Status> {
+        let request = request.into_inner();
+        let Some(message) = request.message else {
+            return Err(Status::invalid_argument("message: is required"));
+        };
+        // Once per sender and key: looked up and queued under one lock.
+        let mut posts = self.posts.lock().expect("not poisoned");
+        let key = (message.from.clone(), request.idempotency_key);
+        let message = match posts.get(&key) {
+            Some(first) => first.clone(),
+            None => {
+                let queued = self.push(message);
+                posts.insert(key, queued.clone());
+                queued
+            }
+        };
+        Ok(Response::new(PostMessageResponse {
+            message: Some(message),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -187,7 +217,9 @@ impl ChatService for Bare {
                 tokio::select! {
                     () = sender.closed() => return,
                     incoming = inbound.next() => match incoming {
-                        Some(Ok(ChatRequest { message: Some(message) })) => bare.push(message),
+                        Some(Ok(ChatRequest { message: Some(message) })) => {
+                            bare.push(message);
+                        }
                         Some(Ok(_)) => {}
                         _ => return,
                     },

@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 use courier_client::demo::{Demo, describe_metadata};
 use courier_client::pb::chat::ChatRequest;
 use courier_client::pb::hello::HelloRequest;
-use courier_client::pb::message::{Message, ReceiveMessageRequest, SendMessageRequest};
+use courier_client::pb::message::{
+    Message, PostMessageRequest, ReceiveMessageRequest, SendMessageRequest,
+};
 use courier_client::{CallMetadata, ConnectOptions, Connection, ExtraMetadata, RpcError};
 use courier_common::user_name::{self, UserNameError};
 use serde::Serialize;
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 
-/// Talks to a Courier server: hello, send, receive, chat, and the tutorial demo.
+/// Talks to a Courier server: hello, send, post, receive, chat, and the tutorial demo.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -80,6 +82,30 @@ enum Command {
         json_input: bool,
         /// Message texts.
         messages: Vec<String>,
+    },
+    /// MessageService.PostMessage: one message, queued once per idempotency key; prints its id
+    /// and sent_at, and the key to retry with.
+    Post {
+        /// Sender (must be you when the server checks tokens).
+        #[arg(long, required_unless_present = "data")]
+        from: Option<String>,
+        /// Recipient.
+        #[arg(long, required_unless_present = "data")]
+        to: Option<String>,
+        /// Idempotency key; the same key retries safely (a fresh UUID when omitted). Not
+        /// `--key`, which is the client's TLS key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// The PostMessageRequest as JSON instead.
+        #[arg(
+            short = 'd',
+            long = "data",
+            conflicts_with_all = ["from", "to", "idempotency_key", "text"]
+        )]
+        data: Option<String>,
+        /// Message text.
+        #[arg(required_unless_present = "data")]
+        text: Option<String>,
     },
     /// MessageService.ReceiveMessage: prints messages as they arrive.
     Receive {
@@ -168,7 +194,7 @@ fn check_user(flag: &'static str, name: Option<&str>) -> Result<(), CliError> {
 /// Requests given as JSON (`-d`) are sent as they are, for the server to judge.
 fn check_user_names(command: &Command) -> Result<(), CliError> {
     match command {
-        Command::Send { from, to, .. } => {
+        Command::Send { from, to, .. } | Command::Post { from, to, .. } => {
             check_user("--from", from.as_deref())?;
             check_user("--to", to.as_deref())
         }
@@ -325,6 +351,46 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 print_json(&body)
             } else {
                 println!("queued {}", body.count)
+            }
+        }
+        Command::Post {
+            from,
+            to,
+            idempotency_key,
+            data,
+            text,
+        } => {
+            let request = match data {
+                Some(json) => parse_json::<PostMessageRequest>("-d", &json)?,
+                None => PostMessageRequest {
+                    message: Some(Message {
+                        from: from.unwrap_or_default(),
+                        to: to.unwrap_or_default(),
+                        content: text.unwrap_or_default(),
+                        ..Message::default()
+                    }),
+                    idempotency_key: idempotency_key
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                },
+            };
+            let key = request.idempotency_key.clone();
+            let response = connection.messages(metadata).post_message(request).await?;
+            show_metadata(cli.verbose, "headers", response.metadata());
+            let body = response.into_inner();
+            if cli.json {
+                print_json(&body)
+            } else {
+                let message = body.message.unwrap_or_default();
+                let sent_at = message
+                    .sent_at
+                    .map(|sent_at| {
+                        serde_json::to_value(sent_at)
+                            .ok()
+                            .and_then(|value| value.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    })
+                    .unwrap_or_default();
+                println!("posted #{} at {sent_at} with key {key}", message.id)
             }
         }
         Command::Receive {

@@ -45,7 +45,24 @@ fn a_refused_connection_prints_the_whole_cause_chain() {
 fn bad_user_names_are_refused_before_connecting_naming_the_flag() {
     // The address is closed: an error about connecting would mean the name went unchecked.
     let addr = closed_addr();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["post", "--from", "ja ck", "--to", "mike", "hi"],
+            "error: --from: user name \"ja ck\": may hold only letters, digits, '.', '_' and '-'",
+        ),
+        (
+            &[
+                "post",
+                "--from",
+                "jack",
+                "--to",
+                "",
+                "--idempotency-key",
+                "k",
+                "hi",
+            ],
+            "error: --to: user name \"\": is required",
+        ),
         (
             &["send", "--from", "mi ke", "--to", "mike", "hi"],
             "error: --from: user name \"mi ke\": may hold only letters, digits, '.', '_' and '-'",

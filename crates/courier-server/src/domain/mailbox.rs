@@ -8,6 +8,10 @@
 //! not delivered. A mailbox opened with an `after_id` first replays the log from there up to what
 //! has been claimed, then claims like the others.
 //!
+//! A message *posted* ([`Mailboxes::post`]) is queued and delivered exactly like one enqueued,
+//! once per sender and idempotency key: a post under a key its sender has used answers the
+//! first post's message and queues (and wakes) nothing.
+//!
 //! State is per user: the users are spread over [`SHARDS`] maps whose locks are held only to
 //! find, add or remove a user, never for store I/O; a user's own lock is held for its reads.
 //! A user's state goes away once it is idle: no mailbox open, no claim out, no append under way,
@@ -24,10 +28,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
-use super::{Envelope, NewMessage, UserName};
-use crate::store::{Store, StoreError};
+use super::{Envelope, IdempotencyKey, NewMessage, PostRecord, UserName};
+use crate::store::{PostOutcome, Store, StoreError};
 
 /// Why a message could not be queued or taken.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,10 +45,70 @@ pub enum MailboxError {
         /// Its queue's limit.
         limit: usize,
     },
+    /// The sender posted another message (recipient or content) under this idempotency key,
+    /// within the retention period; nothing was queued.
+    #[error(
+        "idempotency key {key:?} was used by {from} for a different message (id {id}); \
+         use a new key for a new message"
+    )]
+    KeyReused {
+        /// The sender.
+        from: UserName,
+        /// The key.
+        key: IdempotencyKey,
+        /// The id of the message first posted under it.
+        id: u64,
+    },
     /// The store failed.
     #[error("the message store failed")]
     Store(#[from] StoreError),
 }
+
+/// What [`Mailboxes::post`] did; either way, the message as queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posted {
+    /// Queued now, under a new id.
+    Queued(Envelope),
+    /// Posted under this key before: the first post's message, same id and sent_at; nothing
+    /// was queued now.
+    Replayed(Envelope),
+}
+
+impl Posted {
+    /// The message as queued.
+    pub fn envelope(&self) -> &Envelope {
+        match self {
+            Self::Queued(envelope) | Self::Replayed(envelope) => envelope,
+        }
+    }
+
+    /// The message as queued.
+    pub fn into_envelope(self) -> Envelope {
+        match self {
+            Self::Queued(envelope) | Self::Replayed(envelope) => envelope,
+        }
+    }
+}
+
+/// The answer to a post of `message` under `key` when the store holds `record` for that key:
+/// the first result if it is the same message, else [`MailboxError::KeyReused`].
+fn replayed(
+    record: PostRecord,
+    message: NewMessage,
+    key: IdempotencyKey,
+) -> Result<Posted, MailboxError> {
+    if record.is_for(&message) {
+        return Ok(Posted::Replayed(record.envelope(message)));
+    }
+    Err(MailboxError::KeyReused {
+        from: message.from,
+        key,
+        id: record.id,
+    })
+}
+
+/// Room reserved in recipients' queues for an append: each user and its share.
+type Reserved = Vec<(Arc<User>, usize)>;
 
 /// What [`Mailboxes::enqueue_all`] did.
 #[derive(Debug)]
@@ -319,7 +384,7 @@ impl Mailboxes {
     ) -> Result<Enqueued, MailboxError> {
         // Room is reserved before the append, so appends at the same time cannot overfill a
         // queue together; the reservation keeps the user's state alive until it is settled.
-        let mut reserved: Vec<(Arc<User>, usize)> = Vec::new();
+        let mut reserved: Reserved = Vec::new();
         let mut refused = None;
         match self.reserve(&messages, &mut reserved) {
             Ok(admitted) if admitted < messages.len() => {
@@ -338,33 +403,100 @@ impl Mailboxes {
         if messages.is_empty() {
             return Ok(Enqueued { ids: 0..0, refused });
         }
-        let mut appending = self.store.append_all(messages, SystemTime::now());
-        // The memory store answers at once; an append that waits for the disk is settled by a
-        // task of its own, which finishes even if this caller is dropped.
-        let appended = match (&mut appending).now_or_never() {
-            Some(appended) => appended,
-            None => {
-                let mailboxes = Arc::clone(self);
-                let settling = tokio::spawn(async move {
-                    let appended = appending.await;
-                    let outcome = appended.as_ref().map(|_| ()).map_err(|_| ());
-                    mailboxes.settle(outcome, &reserved);
-                    appended
+        let appending = self.store.append_all(messages, SystemTime::now());
+        let ids = self.see_through(appending, reserved, |_| true).await?;
+        Ok(Enqueued { ids, refused })
+    }
+
+    /// Posts `message` under its sender's idempotency `key`: queues it (durably, with a
+    /// durable store) and wakes its recipient's consumers, as [`Mailboxes::enqueue`] does,
+    /// unless the sender has posted under that key already (and its record has not expired).
+    /// Then it queues and wakes nothing and answers the first post's message, with its id and
+    /// sent_at, or [`MailboxError::KeyReused`] if that was another message. Of posts under one
+    /// key at the same time, exactly one queues. A retry is answered even when the recipient's
+    /// queue has filled up since.
+    ///
+    /// Cancel-safe like [`Mailboxes::enqueue_all`]: a post that has started is seen through, so
+    /// a retry finds it.
+    pub async fn post(
+        self: &Arc<Self>,
+        message: NewMessage,
+        key: IdempotencyKey,
+    ) -> Result<Posted, MailboxError> {
+        // A retry is answered from its record, without taking room in the queue.
+        if let Some(record) = self.store.posted(&message.from, &key)? {
+            return replayed(record, message, key);
+        }
+        let mut reserved = Vec::new();
+        match self.reserve(std::slice::from_ref(&message), &mut reserved) {
+            Ok(0) => {
+                return Err(MailboxError::Full {
+                    user: message.to,
+                    limit: self.max_queued,
                 });
-                return match settling.await {
-                    Ok(appended) => Ok(Enqueued {
-                        ids: appended?,
-                        refused,
-                    }),
-                    Err(error) => std::panic::resume_unwind(error.into_panic()),
-                };
             }
-        };
-        self.settle(appended.as_ref().map(|_| ()).map_err(|_| ()), &reserved);
-        Ok(Enqueued {
-            ids: appended?,
-            refused,
-        })
+            Ok(_) => {}
+            Err(error) => {
+                self.settle(Err(()), &reserved);
+                return Err(error.into());
+            }
+        }
+        let sent_at = SystemTime::now();
+        // The store checks the key again, atomically with the append: another post of it may
+        // have got there since the look-up.
+        let posting = self.store.post(message.clone(), key.clone(), sent_at);
+        let outcome = self
+            .see_through(posting, reserved, |outcome| {
+                matches!(outcome, PostOutcome::Appended(_))
+            })
+            .await?;
+        match outcome {
+            PostOutcome::Appended(id) => {
+                let NewMessage { from, to, content } = message;
+                Ok(Posted::Queued(Envelope {
+                    id,
+                    from,
+                    to,
+                    content,
+                    sent_at,
+                }))
+            }
+            PostOutcome::Recorded(record) => replayed(record, message, key),
+        }
+    }
+
+    /// Waits for a store write and settles the room `reserved` for it (see
+    /// [`Mailboxes::settle`]): it becomes queued messages if the write succeeded and
+    /// `appended` says it appended, and is given back otherwise.
+    ///
+    /// The memory store answers at once; a write that waits for the disk is settled by a task
+    /// of its own, which finishes even if this caller is dropped.
+    async fn see_through<T: Send + 'static>(
+        self: &Arc<Self>,
+        mut writing: BoxFuture<'static, Result<T, StoreError>>,
+        reserved: Reserved,
+        appended: fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        fn outcome<T>(written: &Result<T, StoreError>, appended: fn(&T) -> bool) -> Result<(), ()> {
+            match written {
+                Ok(written) if appended(written) => Ok(()),
+                _ => Err(()),
+            }
+        }
+        if let Some(written) = (&mut writing).now_or_never() {
+            self.settle(outcome(&written, appended), &reserved);
+            return written;
+        }
+        let mailboxes = Arc::clone(self);
+        let settling = tokio::spawn(async move {
+            let written = writing.await;
+            mailboxes.settle(outcome(&written, appended), &reserved);
+            written
+        });
+        match settling.await {
+            Ok(written) => written,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
     }
 
     /// Reserves room for `messages` in their recipients' queues, in order, until one is full;
@@ -372,7 +504,7 @@ impl Mailboxes {
     fn reserve(
         &self,
         messages: &[NewMessage],
-        reserved: &mut Vec<(Arc<User>, usize)>,
+        reserved: &mut Reserved,
     ) -> Result<usize, StoreError> {
         for (index, message) in messages.iter().enumerate() {
             let known = reserved
@@ -442,11 +574,30 @@ impl Mailboxes {
     }
 
     /// Removes messages older than `retention`, in chunks; answers how many. Each removal
-    /// lowers its recipient's count of waiting messages. Blocking: call it off the runtime.
+    /// lowers its recipient's count of waiting messages. Then removes the records of posts
+    /// older than `retention` (their messages are gone), in chunks too, so their keys may be
+    /// used again. Blocking: call it off the runtime.
     pub fn prune(&self, retention: Duration) -> Result<usize, MailboxError> {
         let cutoff = SystemTime::now()
             .checked_sub(retention)
             .unwrap_or(SystemTime::UNIX_EPOCH);
+        let removed = self.prune_messages(cutoff)?;
+        let mut records = 0;
+        loop {
+            let chunk = self.store.prune_posts(cutoff, PRUNE_CHUNK)?;
+            records += chunk;
+            if chunk < PRUNE_CHUNK {
+                break;
+            }
+        }
+        if records > 0 {
+            tracing::debug!(records, "pruned expired post records");
+        }
+        Ok(removed)
+    }
+
+    /// Removes messages sent before `cutoff`, in chunks; answers how many.
+    fn prune_messages(&self, cutoff: SystemTime) -> Result<usize, MailboxError> {
         let mut removed = 0;
         loop {
             let chunk = self.store.prune(cutoff, PRUNE_CHUNK)?;

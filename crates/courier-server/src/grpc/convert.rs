@@ -8,7 +8,7 @@ use tonic::metadata::{KeyAndValueRef, MetadataMap, MetadataValue};
 use tonic::{Request, Response};
 
 use super::status::CourierError;
-use crate::domain::{Envelope, NewMessage, UserName};
+use crate::domain::{Envelope, IdempotencyKey, NewMessage, UserName};
 use crate::middleware::auth::AuthenticatedUser;
 use crate::pb::message::Message;
 
@@ -87,6 +87,11 @@ pub fn new_message(
         to,
         content: message.content,
     })
+}
+
+/// PostMessage's `idempotency_key`: required, 1 to 128 bytes of visible ASCII.
+pub fn idempotency_key(key: &str) -> Result<IdempotencyKey, CourierError> {
+    IdempotencyKey::parse(key).map_err(|error| CourierError::invalid("idempotency_key", error))
 }
 
 /// Hello's name.

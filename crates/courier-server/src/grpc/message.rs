@@ -1,5 +1,6 @@
 //! `courier.message.v1.MessageService`: SendMessage queues a client stream of messages in
-//! batches; ReceiveMessage streams a user's queue through a [`Mailbox`] fed by a task.
+//! batches; PostMessage queues one, once per sender and idempotency key; ReceiveMessage streams
+//! a user's queue through a [`Mailbox`] fed by a task.
 
 use std::time::Duration;
 
@@ -13,10 +14,11 @@ use super::Courier;
 use super::convert::{self, caller, count_trailer, request_id, respond};
 use super::status::CourierError;
 use super::stream::{BatchEnd, commit, finish, hand_over, read_batch};
-use crate::domain::{Mailbox, Taken};
+use crate::domain::{Mailbox, Posted, Taken};
 use crate::pb::message::message_service_server::MessageService;
 use crate::pb::message::{
-    ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest, SendMessageResponse,
+    PostMessageRequest, PostMessageResponse, ReceiveMessageRequest, ReceiveMessageResponse,
+    SendMessageRequest, SendMessageResponse,
 };
 
 #[tonic::async_trait]
@@ -73,9 +75,38 @@ impl MessageService for Courier {
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         Ok(respond(&metadata, SendMessageResponse { count }))
     }
+
+    async fn post_message(
+        &self,
+        request: Request<PostMessageRequest>,
+    ) -> Result<Response<PostMessageResponse>, Status> {
+        let id = request_id(request.metadata());
+        let posted = self
+            .post(&request)
+            .await
+            .map_err(|error| error.into_status(&id))?;
+        if let Posted::Replayed(envelope) = &posted {
+            tracing::debug!(
+                id = envelope.id,
+                "a post was retried; answered the first result"
+            );
+        }
+        let message = Some(convert::message(posted.into_envelope()));
+        Ok(respond(request.metadata(), PostMessageResponse { message }))
+    }
 }
 
 impl Courier {
+    /// Validates a PostMessage request (the message as SendMessage does, then the key) and
+    /// posts it.
+    async fn post(&self, request: &Request<PostMessageRequest>) -> Result<Posted, CourierError> {
+        let caller = caller(request)?;
+        let body = request.get_ref();
+        let message = convert::new_message(body.message.clone(), caller.as_ref())?;
+        let key = convert::idempotency_key(&body.idempotency_key)?;
+        Ok(self.mailboxes.post(message, key).await?)
+    }
+
     /// Validates a ReceiveMessage request and starts the task feeding its stream.
     fn open_receive(
         &self,

@@ -29,6 +29,10 @@ pub enum CourierError {
     /// A limit was reached: a full queue, too many open streams.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The request cannot be done in the state the server holds, and retrying it unchanged
+    /// will not help: an idempotency key used for another message.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The server failed (its store); nothing of the failed operation took effect.
     #[error("internal error")]
     Internal(#[source] MailboxError),
@@ -58,6 +62,7 @@ impl CourierError {
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Internal(_) => Code::Internal,
             Self::ShuttingDown => Code::Unavailable,
             Self::Inbound(status) => status.code(),
@@ -94,6 +99,7 @@ impl From<MailboxError> for CourierError {
     fn from(error: MailboxError) -> Self {
         match error {
             full @ MailboxError::Full { .. } => Self::ResourceExhausted(full.to_string()),
+            reused @ MailboxError::KeyReused { .. } => Self::FailedPrecondition(reused.to_string()),
             store @ MailboxError::Store(_) => Self::Internal(store),
         }
     }

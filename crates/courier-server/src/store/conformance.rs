@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Store;
-use crate::domain::{Envelope, NewMessage, UserName};
+use super::{PostOutcome, Store};
+use crate::domain::{Envelope, IdempotencyKey, NewMessage, PostRecord, UserName, content_digest};
 
 fn user(name: &str) -> UserName {
     UserName::parse(name).unwrap()
@@ -51,6 +51,208 @@ pub(crate) async fn check(store: &dyn Store) {
     logs_cursors_and_pruning(store).await;
     pruning_goes_in_bounded_chunks(store).await;
     a_batch_is_pruned_in_bounded_chunks_too(store).await;
+    posts_are_appended_once_per_sender_and_key(store).await;
+    post_records_expire_in_bounded_chunks(store).await;
+}
+
+fn key(key: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(key).unwrap()
+}
+
+/// A post appends its message and records it under (sender, key), in one step; a second post
+/// under the pair appends nothing and answers the record, whatever its message; the same key
+/// from another sender is another pair. Posts take ids from the same sequence as appends.
+async fn posts_are_appended_once_per_sender_and_key(store: &dyn Store) {
+    let at = |seconds| UNIX_EPOCH + Duration::new(seconds, 123_456_789);
+    let (pat, sam, quin, rita) = (user("pat"), user("sam"), user("quin"), user("rita"));
+    assert_eq!(store.posted(&pat, &key("k-1")).unwrap(), None);
+    let before = append(store, "quin", "appended", at(500)).await;
+
+    let outcome = store
+        .post(message("pat", "quin", "hello"), key("k-1"), at(500))
+        .await
+        .unwrap();
+    let PostOutcome::Appended(id) = outcome else {
+        panic!("a first post appends: {outcome:?}");
+    };
+    assert!(id > before.id, "posts and appends share the ids");
+    let posted = Envelope {
+        id,
+        from: pat.clone(),
+        to: quin.clone(),
+        content: "hello".into(),
+        sent_at: at(500),
+    };
+    assert_eq!(
+        store.read_after(&quin, before.id, 10).unwrap(),
+        std::slice::from_ref(&posted)
+    );
+    let record = PostRecord {
+        id,
+        sent_at: at(500),
+        to: quin.clone(),
+        digest: content_digest("hello"),
+    };
+    assert_eq!(record, PostRecord::of(&posted));
+    assert_eq!(
+        store.posted(&pat, &key("k-1")).unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(store.posted(&pat, &key("k-2")).unwrap(), None);
+    assert_eq!(store.posted(&sam, &key("k-1")).unwrap(), None);
+
+    // Again under the pair, with the same message or another: nothing is appended.
+    for (to, content) in [("quin", "hello"), ("rita", "something else")] {
+        assert_eq!(
+            store
+                .post(message("pat", to, content), key("k-1"), at(600))
+                .await
+                .unwrap(),
+            PostOutcome::Recorded(record.clone())
+        );
+    }
+    assert_eq!(store.count_after(&quin, before.id).unwrap(), 1);
+    assert_eq!(store.read_after(&rita, 0, 10).unwrap(), []);
+
+    // Another sender's k-1.
+    let outcome = store
+        .post(message("sam", "quin", "hello"), key("k-1"), at(600))
+        .await
+        .unwrap();
+    let PostOutcome::Appended(sams) = outcome else {
+        panic!("another sender's key is its own: {outcome:?}");
+    };
+    assert!(sams > id);
+    assert_eq!(store.posted(&sam, &key("k-1")).unwrap().unwrap().id, sams);
+    assert_eq!(store.posted(&pat, &key("k-1")).unwrap(), Some(record));
+    assert!(append(store, "quin", "next", at(600)).await.id > sams);
+
+    // Records expire by their message's time, apart from the messages: the two go.
+    assert_eq!(blocking(|| store.prune_posts(at(550), 100)).unwrap(), 1);
+    assert_eq!(store.posted(&pat, &key("k-1")).unwrap(), None);
+    assert!(store.posted(&sam, &key("k-1")).unwrap().is_some());
+    assert_eq!(store.count_after(&quin, before.id).unwrap(), 3);
+    assert_eq!(blocking(|| store.prune_posts(at(1000), 100)).unwrap(), 1);
+    assert_eq!(blocking(|| store.prune_posts(at(1000), 100)).unwrap(), 0);
+    // An expired key is new again.
+    let outcome = store
+        .post(message("pat", "quin", "hello"), key("k-1"), at(700))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, PostOutcome::Appended(again) if again > sams),
+        "{outcome:?}"
+    );
+    assert_eq!(blocking(|| store.prune_posts(at(1000), 100)).unwrap(), 1);
+}
+
+/// Records go oldest first, at most `max` a call, and only those sent before the cutoff.
+async fn post_records_expire_in_bounded_chunks(store: &dyn Store) {
+    let at = |seconds| UNIX_EPOCH + Duration::from_secs(seconds);
+    let pam = user("pam");
+    for n in 0..5 {
+        let outcome = store
+            .post(
+                message("pam", "ravi", "old"),
+                key(&format!("p{n}")),
+                at(2000),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(outcome, PostOutcome::Appended(_)));
+    }
+    let kept = store
+        .post(message("pam", "ravi", "new"), key("p-kept"), at(2050))
+        .await
+        .unwrap();
+    let mut removed = 0;
+    loop {
+        let chunk = blocking(|| store.prune_posts(at(2020), 2)).unwrap();
+        assert!(chunk <= 2, "a chunk holds at most max");
+        removed += chunk;
+        if chunk < 2 {
+            break;
+        }
+    }
+    assert_eq!(removed, 5);
+    for n in 0..5 {
+        assert_eq!(store.posted(&pam, &key(&format!("p{n}"))).unwrap(), None);
+    }
+    let PostOutcome::Appended(kept) = kept else {
+        panic!("{kept:?}")
+    };
+    assert_eq!(
+        store
+            .posted(&pam, &key("p-kept"))
+            .unwrap()
+            .map(|record| record.id),
+        Some(kept)
+    );
+    assert_eq!(
+        store.count_after(&user("ravi"), 0).unwrap(),
+        6,
+        "messages are pruned apart"
+    );
+}
+
+/// Posts under one sender and key from many tasks at once append one message: one answer is
+/// `Appended`, every other the record of that message. Posts under distinct keys all append.
+pub(crate) async fn concurrent_posts(store: Arc<dyn Store>) {
+    let (cora, dan) = (user("cora"), user("dan"));
+    let before = store.count_after(&dan, 0).unwrap();
+    let posts = (0..16).map(|writer| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let content = format!("from writer {writer}");
+            let message = message("cora", "dan", &content);
+            let outcome = store.post(message, key("race"), SystemTime::now());
+            (content, outcome.await.unwrap())
+        })
+    });
+    let mut outcomes = Vec::new();
+    for post in posts {
+        outcomes.push(post.await.unwrap());
+    }
+    let appended: Vec<(&String, u64)> = outcomes
+        .iter()
+        .filter_map(|(content, outcome)| match outcome {
+            PostOutcome::Appended(id) => Some((content, *id)),
+            PostOutcome::Recorded(_) => None,
+        })
+        .collect();
+    assert_eq!(appended.len(), 1, "{outcomes:?}");
+    let (content, id) = appended[0];
+    let stored = store.read_after(&dan, 0, 10_000).unwrap();
+    assert_eq!(stored.len(), before + 1);
+    let last = stored.last().unwrap();
+    assert_eq!((last.id, &last.content), (id, content));
+    let record = store.posted(&cora, &key("race")).unwrap().unwrap();
+    assert_eq!(record, PostRecord::of(last));
+    for (_, outcome) in &outcomes {
+        if let PostOutcome::Recorded(found) = outcome {
+            assert_eq!(*found, record);
+        }
+    }
+
+    let posts = (0..16).map(|writer| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let message = message("cora", "dan", "distinct");
+            let key = key(&format!("distinct-{writer}"));
+            store.post(message, key, SystemTime::now()).await.unwrap()
+        })
+    });
+    let mut ids = Vec::new();
+    for post in posts {
+        match post.await.unwrap() {
+            PostOutcome::Appended(id) => ids.push(id),
+            recorded => panic!("distinct keys: {recorded:?}"),
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 16);
+    assert_eq!(store.count_after(&dan, 0).unwrap(), before + 17);
 }
 
 async fn logs_cursors_and_pruning(store: &dyn Store) {

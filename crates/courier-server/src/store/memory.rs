@@ -1,4 +1,4 @@
-//! The in-memory [`Store`]: logs and cursors in maps behind one lock. Nothing survives a
+//! The in-memory [`Store`]: logs, cursors and post records in maps behind one lock. Nothing survives a
 //! restart; for tests and `--in-memory`. The lock is held only for map operations, never for
 //! I/O; one lock keeps ids assigned and inserted in the same order, so a reader never sees a
 //! later id before an earlier one of the same log.
@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use futures_util::FutureExt as _;
 
-use super::{Appending, Pruned, Store, StoreError};
-use crate::domain::{Envelope, NewMessage, UserName};
+use super::{Appending, PostOutcome, Posting, Pruned, Store, StoreError};
+use crate::domain::{Envelope, IdempotencyKey, NewMessage, PostRecord, UserName, content_digest};
 
 /// Everything in memory.
 #[derive(Default)]
@@ -23,6 +23,28 @@ struct MemoryState {
     last_id: u64,
     logs: HashMap<UserName, BTreeMap<u64, Envelope>>,
     cursors: HashMap<UserName, u64>,
+    /// Post records by sender and key.
+    posts: HashMap<(UserName, IdempotencyKey), PostRecord>,
+    /// The same records' keys by message id: oldest first, for pruning.
+    posts_by_id: BTreeMap<u64, (UserName, IdempotencyKey)>,
+}
+
+impl MemoryState {
+    /// Appends `message` under the next id; answers it.
+    fn append(&mut self, message: NewMessage, sent_at: SystemTime) -> u64 {
+        let NewMessage { from, to, content } = message;
+        self.last_id += 1;
+        let id = self.last_id;
+        let envelope = Envelope {
+            id,
+            from,
+            to: to.clone(),
+            content,
+            sent_at,
+        };
+        self.logs.entry(to).or_default().insert(id, envelope);
+        id
+    }
 }
 
 impl MemoryStore {
@@ -37,17 +59,8 @@ impl Store for MemoryStore {
     fn append_all(&self, messages: Vec<NewMessage>, sent_at: SystemTime) -> Appending {
         let mut state = self.lock();
         let first = state.last_id + 1;
-        for NewMessage { from, to, content } in messages {
-            state.last_id += 1;
-            let id = state.last_id;
-            let envelope = Envelope {
-                id,
-                from,
-                to: to.clone(),
-                content,
-                sent_at,
-            };
-            state.logs.entry(to).or_default().insert(id, envelope);
+        for message in messages {
+            state.append(message, sent_at);
         }
         let ids = first..state.last_id + 1;
         std::future::ready(Ok(ids)).boxed()
@@ -107,6 +120,57 @@ impl Store for MemoryStore {
         Ok(removed)
     }
 
+    fn post(&self, message: NewMessage, key: IdempotencyKey, sent_at: SystemTime) -> Posting {
+        // Looked up and appended under one lock: concurrent posts of one key append once.
+        let mut state = self.lock();
+        let pair = (message.from.clone(), key);
+        if let Some(record) = state.posts.get(&pair) {
+            let recorded = PostOutcome::Recorded(record.clone());
+            return std::future::ready(Ok(recorded)).boxed();
+        }
+        let (to, digest) = (message.to.clone(), content_digest(&message.content));
+        let id = state.append(message, sent_at);
+        let record = PostRecord {
+            id,
+            sent_at,
+            to,
+            digest,
+        };
+        state.posts.insert(pair.clone(), record);
+        state.posts_by_id.insert(id, pair);
+        std::future::ready(Ok(PostOutcome::Appended(id))).boxed()
+    }
+
+    fn posted(
+        &self,
+        from: &UserName,
+        key: &IdempotencyKey,
+    ) -> Result<Option<PostRecord>, StoreError> {
+        let pair = (from.clone(), key.clone());
+        Ok(self.lock().posts.get(&pair).cloned())
+    }
+
+    fn prune_posts(&self, cutoff: SystemTime, max: usize) -> Result<usize, StoreError> {
+        let state = &mut *self.lock();
+        let mut removed = 0;
+        // Ids grow with time: the expired records are the oldest ids.
+        while removed < max {
+            let Some(oldest) = state.posts_by_id.first_entry() else {
+                break;
+            };
+            let expired = state
+                .posts
+                .get(oldest.get())
+                .is_none_or(|record| record.sent_at < cutoff);
+            if !expired {
+                break;
+            }
+            state.posts.remove(&oldest.remove());
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -124,6 +188,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_to_the_memory_store_get_distinct_ids() {
         crate::store::conformance::concurrent_appends(std::sync::Arc::new(MemoryStore::default()))
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_posts_of_one_key_to_the_memory_store_append_once() {
+        crate::store::conformance::concurrent_posts(std::sync::Arc::new(MemoryStore::default()))
             .await;
     }
 }

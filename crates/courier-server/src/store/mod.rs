@@ -10,6 +10,13 @@
 //! delivered or not, until they are older than the retention period, so a client can resume
 //! from any id it still has. `conformance` (tests only) is the one suite every implementation
 //! passes.
+//!
+//! A message posted with an idempotency key ([`Store::post`]) also leaves a [`PostRecord`]
+//! under (sender, key), written in the same commit as the message; a second post under that
+//! pair appends nothing and answers the record. Records expire like messages, by their
+//! `sent_at` ([`Store::prune_posts`]): there is at most one per posted message retained, so
+//! they are bounded exactly as the logs are, and each is small, whatever the content (names, key,
+//! id, time and a 32-byte digest: with its index entry, at most about 500 bytes).
 
 pub mod memory;
 pub mod redb;
@@ -23,7 +30,7 @@ use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 
-use crate::domain::{Envelope, NewMessage, UserName};
+use crate::domain::{Envelope, IdempotencyKey, NewMessage, PostRecord, UserName};
 
 pub use self::memory::MemoryStore;
 pub use self::redb::RedbStore;
@@ -71,6 +78,19 @@ impl StoreError {
 /// An append under way; it answers the ids the messages got, in order, once they are stored.
 pub type Appending = BoxFuture<'static, Result<Range<u64>, StoreError>>;
 
+/// What [`Store::post`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// The message was appended under this id, and recorded under its sender and key.
+    Appended(u64),
+    /// The sender had posted under this key already: nothing was appended; the record of that
+    /// post.
+    Recorded(PostRecord),
+}
+
+/// A post under way; it answers what it did once that is stored.
+pub type Posting = BoxFuture<'static, Result<PostOutcome, StoreError>>;
+
 /// A message removed by [`Store::prune`]: its recipient and id.
 pub type Pruned = (UserName, u64);
 
@@ -101,6 +121,23 @@ pub trait Store: Send + Sync + 'static {
     /// Removes up to `max` messages sent before `cutoff` and answers which; fewer than `max`
     /// means none is left. Blocking: call it off the async runtime.
     fn prune(&self, cutoff: SystemTime, max: usize) -> Result<Vec<Pruned>, StoreError>;
+    /// Appends `message` to its recipient's log under the next id and records it under
+    /// (`message.from`, `key`), in one commit, unless a record of that pair is kept already:
+    /// then it appends nothing and answers the record. The check and the append are one atomic
+    /// step: of posts under one pair made at the same time, exactly one appends, whatever the
+    /// others' messages, and the others answer its record. Durable like
+    /// [`Store::append_all`]: once answered, message and record survive a crash together.
+    fn post(&self, message: NewMessage, key: IdempotencyKey, sent_at: SystemTime) -> Posting;
+    /// The record of what `from` posted under `key`, if it is kept.
+    fn posted(
+        &self,
+        from: &UserName,
+        key: &IdempotencyKey,
+    ) -> Result<Option<PostRecord>, StoreError>;
+    /// Removes up to `max` post records whose message was sent before `cutoff` and answers how
+    /// many; fewer than `max` means none is left. The sender may then use the key again.
+    /// Blocking: call it off the async runtime.
+    fn prune_posts(&self, cutoff: SystemTime, max: usize) -> Result<usize, StoreError>;
     /// Makes everything written so far durable, cursor moves included (at shutdown). Blocking:
     /// call it off the async runtime.
     fn flush(&self) -> Result<(), StoreError>;

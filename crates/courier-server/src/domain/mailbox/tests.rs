@@ -449,6 +449,24 @@ impl Store for GatedStore {
     fn prune(&self, cutoff: SystemTime, max: usize) -> Result<Vec<Pruned>, StoreError> {
         self.inner.prune(cutoff, max)
     }
+    fn post(
+        &self,
+        message: NewMessage,
+        key: IdempotencyKey,
+        sent_at: SystemTime,
+    ) -> crate::store::Posting {
+        self.inner.post(message, key, sent_at)
+    }
+    fn posted(
+        &self,
+        from: &UserName,
+        key: &IdempotencyKey,
+    ) -> Result<Option<PostRecord>, StoreError> {
+        self.inner.posted(from, key)
+    }
+    fn prune_posts(&self, cutoff: SystemTime, max: usize) -> Result<usize, StoreError> {
+        self.inner.prune_posts(cutoff, max)
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }
@@ -485,4 +503,219 @@ async fn a_slow_store_read_for_one_user_does_not_stall_another() {
         ["through"]
     );
     assert_eq!(stuck.join().unwrap(), "stuck");
+}
+
+fn key(key: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(key).unwrap()
+}
+
+/// Posts `content` from jack to `to` under `with`.
+async fn post(
+    boxes: &Arc<Mailboxes>,
+    to: &str,
+    content: &str,
+    with: &str,
+) -> Result<Posted, MailboxError> {
+    boxes.post(message("jack", to, content), key(with)).await
+}
+
+/// Mailboxes over each store: in memory, and redb in a fresh directory (kept while in use).
+fn each_store(limit: usize) -> Vec<(&'static str, Arc<Mailboxes>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Arc::new(RedbStore::open(dir.path()).unwrap());
+    vec![
+        ("memory", mailboxes(limit).1, None),
+        ("redb", Arc::new(Mailboxes::new(redb, limit)), Some(dir)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_reaches_a_waiting_receiver_and_its_retry_queues_and_wakes_nothing() {
+    for (store, boxes, _dir) in each_store(100) {
+        let mut mailbox = open(&boxes, "mike");
+        let waiter = tokio::spawn(async move {
+            let taken = mailbox.take().await.unwrap();
+            mailbox.delivered(taken.receipt).unwrap();
+            (taken.envelope, mailbox)
+        });
+        let posted = post(&boxes, "mike", "hi", "k1").await.unwrap();
+        let Posted::Queued(queued) = posted else {
+            panic!("{store}: the first post queues: {posted:?}");
+        };
+        assert_eq!(
+            (
+                queued.from.as_str(),
+                queued.to.as_str(),
+                queued.content.as_str()
+            ),
+            ("jack", "mike", "hi"),
+            "{store}"
+        );
+        let (delivered, mut mailbox) = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivered, queued, "{store}: delivered as answered");
+
+        let retry = post(&boxes, "mike", "hi", "k1").await.unwrap();
+        assert_eq!(retry, Posted::Replayed(queued.clone()), "{store}");
+        assert_eq!(
+            waiting(&boxes, "mike"),
+            0,
+            "{store}: the retry queued nothing"
+        );
+        let woken = tokio::time::timeout(Duration::from_millis(100), mailbox.take()).await;
+        assert!(woken.is_err(), "{store}: the retry delivered nothing");
+        // A new key is a new message.
+        let next = post(&boxes, "mike", "hi", "k2").await.unwrap();
+        assert!(
+            matches!(&next, Posted::Queued(envelope) if envelope.id > queued.id),
+            "{store}: {next:?}"
+        );
+        assert_eq!(drain(&mut mailbox), ["hi"], "{store}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_used_for_another_message_is_refused_and_queues_nothing() {
+    for (store, boxes, _dir) in each_store(100) {
+        let first = post(&boxes, "mike", "hi", "k")
+            .await
+            .unwrap()
+            .into_envelope();
+        for (to, content) in [("mike", "bye"), ("nina", "hi"), ("mike", "hi ")] {
+            let refused = post(&boxes, to, content, "k").await.unwrap_err();
+            assert!(
+                matches!(
+                    &refused,
+                    MailboxError::KeyReused { from, key, id }
+                        if from.as_str() == "jack" && key.as_str() == "k" && *id == first.id
+                ),
+                "{store}: {refused:?}"
+            );
+            assert_eq!(
+                refused.to_string(),
+                format!(
+                    "idempotency key \"k\" was used by jack for a different message (id {}); \
+                     use a new key for a new message",
+                    first.id
+                ),
+                "{store}"
+            );
+        }
+        assert_eq!(waiting(&boxes, "mike"), 1, "{store}");
+        assert_eq!(waiting(&boxes, "nina"), 0, "{store}");
+        // Another sender's key of the same name is its own.
+        let nina = boxes
+            .post(message("nina", "mike", "bye"), key("k"))
+            .await
+            .unwrap();
+        assert!(matches!(nina, Posted::Queued(_)), "{store}: {nina:?}");
+        assert_eq!(drain(&mut open(&boxes, "mike")), ["hi", "bye"], "{store}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_answered_even_when_the_queue_filled_up_and_a_refused_post_takes_no_key() {
+    for (store, boxes, _dir) in each_store(2) {
+        let first = post(&boxes, "mike", "one", "k1")
+            .await
+            .unwrap()
+            .into_envelope();
+        send(&boxes, "mike", "two").await;
+        let refused = post(&boxes, "mike", "three", "k2").await;
+        assert!(
+            matches!(&refused, Err(MailboxError::Full { user, limit: 2 }) if user.as_str() == "mike"),
+            "{store}: {refused:?}"
+        );
+        assert_eq!(
+            post(&boxes, "mike", "one", "k1").await.unwrap(),
+            Posted::Replayed(first),
+            "{store}"
+        );
+        assert_eq!(drain(&mut open(&boxes, "mike")), ["one", "two"], "{store}");
+        // The refused post left no record: its retry queues it.
+        let retried = post(&boxes, "mike", "three", "k2").await.unwrap();
+        assert!(matches!(retried, Posted::Queued(_)), "{store}: {retried:?}");
+        assert_eq!(drain(&mut open(&boxes, "mike")), ["three"], "{store}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_of_one_key_queue_one_message() {
+    for (store, boxes, _dir) in each_store(100) {
+        let posts: Vec<_> = (0..16)
+            .map(|_| {
+                let boxes = Arc::clone(&boxes);
+                tokio::spawn(async move { post(&boxes, "mike", "once", "race").await.unwrap() })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for posting in posts {
+            answers.push(posting.await.unwrap());
+        }
+        let queued: Vec<&Envelope> = answers
+            .iter()
+            .filter_map(|posted| match posted {
+                Posted::Queued(envelope) => Some(envelope),
+                Posted::Replayed(_) => None,
+            })
+            .collect();
+        assert_eq!(queued.len(), 1, "{store}: {answers:?}");
+        assert!(
+            answers.iter().all(|posted| posted.envelope() == queued[0]),
+            "{store}: every answer is the one message"
+        );
+        assert_eq!(waiting(&boxes, "mike"), 1, "{store}");
+        assert_eq!(drain(&mut open(&boxes, "mike")), ["once"], "{store}");
+    }
+}
+
+#[tokio::test]
+async fn a_post_whose_caller_went_away_is_still_queued_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let boxes = Arc::new(Mailboxes::new(store, 10));
+    let mut mailbox = open(&boxes, "mike");
+    let waiter = tokio::spawn(async move { mailbox.take().await.unwrap().envelope });
+    tokio::task::yield_now().await;
+    // Dropped after its first poll, while the writer thread commits.
+    tokio::select! {
+        biased;
+        _ = post(&boxes, "mike", "sent anyway", "k") => panic!("a durable post waits for the disk"),
+        () = std::future::ready(()) => {}
+    }
+    let delivered = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivered.content, "sent anyway");
+    assert_eq!(
+        post(&boxes, "mike", "sent anyway", "k").await.unwrap(),
+        Posted::Replayed(delivered)
+    );
+    assert_eq!(waiting(&boxes, "mike"), 0);
+}
+
+#[tokio::test]
+async fn pruning_forgets_a_key_with_its_message() {
+    let (_, boxes) = mailboxes(10);
+    let first = post(&boxes, "mike", "hi", "k")
+        .await
+        .unwrap()
+        .into_envelope();
+    // Within the retention period, the key is kept.
+    assert_eq!(boxes.prune(Duration::from_secs(3600)).unwrap(), 0);
+    assert_eq!(
+        post(&boxes, "mike", "hi", "k").await.unwrap(),
+        Posted::Replayed(first.clone())
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(boxes.prune(Duration::from_millis(1)).unwrap(), 1);
+    let again = post(&boxes, "mike", "hi", "k").await.unwrap();
+    assert!(
+        matches!(&again, Posted::Queued(envelope) if envelope.id > first.id),
+        "an expired key posts anew: {again:?}"
+    );
+    assert_eq!(drain(&mut open(&boxes, "mike")), ["hi"]);
 }

@@ -6,7 +6,8 @@
 //!   concurrent streams share commits and no async task waits on the disk. Its job queue is
 //!   bounded ([`JOB_QUEUE`]): a full queue makes appends wait (backpressure).
 //! - `reader`: reads, each in its own read transaction, on the caller's thread.
-//! - `prune`: removal of expired messages in bounded chunks, each its own transaction.
+//! - `prune`: removal of expired messages and post records in bounded chunks, each its own
+//!   transaction.
 //! - `row`: the encoding of a row of messages.
 //! - `migrate`: brings a database of the earlier one-row-per-message layout to this one at open.
 //!
@@ -22,6 +23,17 @@
 //! - `cursors` maps a recipient to its delivered-up-to id.
 //! - `meta` holds `last_id`, kept apart from the messages so ids never repeat, even after
 //!   pruning.
+//! - `posts` maps (sender, idempotency key) to the record of the message posted under it: its
+//!   id, sent_at, recipient and content digest. The writer looks a post's pair up and, if it is
+//!   not there, appends the message and inserts the record in the same transaction; being the
+//!   only writer, and seeing its own transaction's inserts, it appends one message per pair
+//!   however many posts of it arrive at once.
+//! - `posts_by_id` maps a posted message's id to its (sender, key): the records oldest first,
+//!   so pruning them is a walk from the start, in bounded chunks.
+//!
+//! Schema changes are additive: every table is created at open if missing, so a data directory
+//! of an earlier version opens with empty `posts` tables (and `migrate` converts the
+//! one-row-per-message layout of an older one). An earlier version ignores the `posts` tables.
 
 mod migrate;
 mod prune;
@@ -37,9 +49,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redb::TableDefinition;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appending, Pruned, Store, StoreError};
-use crate::domain::{Envelope, NewMessage, UserName};
-use writer::{Job, PendingAppend, Writer};
+use super::{Appending, Posting, Pruned, Store, StoreError};
+use crate::domain::{Envelope, IdempotencyKey, NewMessage, PostRecord, UserName};
+use writer::{Answer, Job, PendingAppend, Writer};
 
 /// (recipient, id of the row's last message) → a row of that recipient's messages (see `row`).
 const LOG_ROWS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("log_rows");
@@ -48,6 +60,12 @@ const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 /// Counters: [`LAST_ID`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAST_ID: &str = "last_id";
+/// (sender, idempotency key) → (id, sent_at seconds, nanos, recipient, content digest).
+const POSTS: TableDefinition<(&str, &str), PostValue> = TableDefinition::new("posts");
+/// The value of a [`POSTS`] record.
+type PostValue = (u64, u64, u32, &'static str, &'static [u8]);
+/// id of a posted message → (sender, idempotency key): the [`POSTS`] records in id order.
+const POSTS_BY_ID: TableDefinition<u64, (&str, &str)> = TableDefinition::new("posts_by_id");
 
 /// Jobs (appends of up to one stream batch each, cursor wake-ups, flushes) waiting for the
 /// writer thread, at most; an append finding the queue full waits for room.
@@ -82,6 +100,12 @@ impl RedbStore {
                 .map_err(StoreError::to("create the tables"))?;
             write
                 .open_table(META)
+                .map_err(StoreError::to("create the tables"))?;
+            write
+                .open_table(POSTS)
+                .map_err(StoreError::to("create the tables"))?;
+            write
+                .open_table(POSTS_BY_ID)
                 .map_err(StoreError::to("create the tables"))?;
         }
         write
@@ -140,6 +164,27 @@ fn from_parts(seconds: u64, nanos: u32) -> SystemTime {
     UNIX_EPOCH + Duration::new(seconds, nanos)
 }
 
+/// A [`POSTS`] value as a record.
+fn post_record(
+    (id, seconds, nanos, to, digest): (u64, u64, u32, &str, &[u8]),
+) -> Result<PostRecord, StoreError> {
+    const WHAT: &str = "read a post record";
+    Ok(PostRecord {
+        id,
+        sent_at: from_parts(seconds, nanos),
+        // Only names that followed the rule were ever written.
+        to: UserName::parse(to).map_err(StoreError::to(WHAT))?,
+        digest: digest
+            .try_into()
+            .map_err(|_| StoreError::failed(WHAT, BadDigest(digest.len())))?,
+    })
+}
+
+/// A stored content digest of the wrong length.
+#[derive(Debug, thiserror::Error)]
+#[error("a content digest is {0} bytes long instead of 32")]
+struct BadDigest(usize);
+
 impl Store for RedbStore {
     fn append_all(&self, messages: Vec<NewMessage>, sent_at: SystemTime) -> Appending {
         let jobs = self.jobs().cloned();
@@ -148,7 +193,7 @@ impl Store for RedbStore {
             let job = Job::Append(PendingAppend {
                 messages,
                 sent_at,
-                answer,
+                answer: Answer::Ids(answer),
             });
             jobs?
                 .send(job)
@@ -156,6 +201,35 @@ impl Store for RedbStore {
                 .map_err(|_| StoreError::WriterStopped)?;
             answered.await.map_err(|_| StoreError::WriterStopped)?
         })
+    }
+
+    fn post(&self, message: NewMessage, key: IdempotencyKey, sent_at: SystemTime) -> Posting {
+        let jobs = self.jobs().cloned();
+        Box::pin(async move {
+            let (answer, answered) = oneshot::channel();
+            let job = Job::Append(PendingAppend {
+                messages: vec![message],
+                sent_at,
+                answer: Answer::Post(key, answer),
+            });
+            jobs?
+                .send(job)
+                .await
+                .map_err(|_| StoreError::WriterStopped)?;
+            answered.await.map_err(|_| StoreError::WriterStopped)?
+        })
+    }
+
+    fn posted(
+        &self,
+        from: &UserName,
+        key: &IdempotencyKey,
+    ) -> Result<Option<PostRecord>, StoreError> {
+        reader::posted(&self.db, from, key)
+    }
+
+    fn prune_posts(&self, cutoff: SystemTime, max: usize) -> Result<usize, StoreError> {
+        prune::prune_posts(&self.db, cutoff, max)
     }
 
     fn read_after(
@@ -211,7 +285,7 @@ impl Store for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance;
+    use crate::store::{PostOutcome, conformance};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_redb_store_conforms() {
@@ -223,6 +297,12 @@ mod tests {
     async fn concurrent_appends_to_the_redb_store_get_distinct_ids_and_all_land() {
         let dir = tempfile::tempdir().unwrap();
         conformance::concurrent_appends(Arc::new(RedbStore::open(dir.path()).unwrap())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_posts_of_one_key_to_the_redb_store_append_once() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_posts(Arc::new(RedbStore::open(dir.path()).unwrap())).await;
     }
 
     #[tokio::test]
@@ -248,6 +328,131 @@ mod tests {
                 .id
                 > sent.id
         );
+    }
+
+    fn key(key: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn post_records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let jack = UserName::parse("jack").unwrap();
+        let sent_at = UNIX_EPOCH + Duration::new(1_700_000_000, 987_654_321);
+        let record = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            let message = conformance::message("jack", "mike", "kept");
+            let outcome = store.post(message, key("k"), sent_at).await.unwrap();
+            let PostOutcome::Appended(id) = outcome else {
+                panic!("{outcome:?}")
+            };
+            store.posted(&jack, &key("k")).unwrap().unwrap();
+            PostRecord {
+                id,
+                sent_at,
+                to: UserName::parse("mike").unwrap(),
+                digest: crate::domain::content_digest("kept"),
+            }
+        };
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.posted(&jack, &key("k")).unwrap(),
+            Some(record.clone())
+        );
+        let again = conformance::message("jack", "mike", "kept");
+        assert_eq!(
+            store
+                .post(again, key("k"), SystemTime::now())
+                .await
+                .unwrap(),
+            PostOutcome::Recorded(record)
+        );
+        assert_eq!(
+            store
+                .count_after(&UserName::parse("mike").unwrap(), 0)
+                .unwrap(),
+            1
+        );
+    }
+
+    /// The writer sees the records its own transaction inserted: two posts of one key committed
+    /// together append once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_posts_of_one_key_in_one_commit_append_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let queue = store.jobs().unwrap().clone();
+        let wait_for = |capacity: usize| {
+            let queue = queue.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), async {
+                    while queue.capacity() != capacity {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("the queue reaches the capacity");
+            }
+        };
+        // The writer takes a job and stalls on this open transaction, so the two posts queue
+        // up behind it and go into the next commit together.
+        let stall = store.db.begin_write().unwrap();
+        queue.send(Job::Cursors).await.unwrap();
+        wait_for(JOB_QUEUE).await;
+        let posts: Vec<_> = ["first", "second"]
+            .into_iter()
+            .map(|content| {
+                let message = conformance::message("jack", "mike", content);
+                tokio::spawn(store.post(message, key("k"), SystemTime::now()))
+            })
+            .collect();
+        wait_for(JOB_QUEUE - 2).await;
+        drop(stall);
+        let mut outcomes = Vec::new();
+        for post in posts {
+            outcomes.push(post.await.unwrap().unwrap());
+        }
+        let mike = UserName::parse("mike").unwrap();
+        let stored = store.read_after(&mike, 0, 10).unwrap();
+        assert_eq!(stored.len(), 1, "{outcomes:?}");
+        let record = PostRecord::of(&stored[0]);
+        assert_eq!(
+            outcomes,
+            [
+                PostOutcome::Appended(stored[0].id),
+                PostOutcome::Recorded(record)
+            ]
+        );
+    }
+
+    /// A data directory of the version before posts (no `posts` tables) opens with its
+    /// messages and takes posts.
+    #[tokio::test]
+    async fn a_database_without_the_post_tables_opens_and_takes_posts() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            conformance::append(&store, "mike", "from before", SystemTime::now()).await
+        };
+        {
+            let db = redb::Database::create(dir.path().join("courier.redb")).unwrap();
+            let write = db.begin_write().unwrap();
+            assert!(write.delete_table(POSTS).unwrap());
+            assert!(write.delete_table(POSTS_BY_ID).unwrap());
+            write.commit().unwrap();
+        }
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.read_after(&old.to, 0, 10).unwrap(),
+            std::slice::from_ref(&old)
+        );
+        let message = conformance::message("jack", "mike", "posted");
+        let outcome = store
+            .post(message, key("k"), SystemTime::now())
+            .await
+            .unwrap();
+        assert_eq!(outcome, PostOutcome::Appended(old.id + 1));
+        assert_eq!(store.prune_posts(SystemTime::now(), 10).unwrap(), 1);
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
-//! Removal of expired messages from the redb store, in bounded chunks: each call removes at
-//! most `max` messages in one write transaction, so neither its memory nor the writer's wait
-//! grows with the backlog.
+//! Removal of expired messages and post records from the redb store, in bounded chunks: each
+//! call removes at most `max` messages (or records) in one write transaction, so neither its
+//! memory nor the writer's wait grows with the backlog.
 //!
 //! Ids grow with time, so each log's expired messages are a prefix of it: whole rows, then
 //! perhaps the start of one more. A row whose messages all expired is removed; a row that keeps
@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use redb::ReadableTable as _;
 
 use super::row::Row;
-use super::{LOG_ROWS, to_parts};
+use super::{LOG_ROWS, POSTS, POSTS_BY_ID, to_parts};
 use crate::domain::UserName;
 use crate::store::{Pruned, StoreError};
 
@@ -102,4 +102,51 @@ pub(super) fn prune(
     }
     write.commit().map_err(StoreError::to(WHAT))?;
     Ok(expired)
+}
+
+/// Removes up to `max` post records whose message was sent before `cutoff`, oldest id first
+/// (ids grow with time); answers how many. A chunk that finds nothing to remove writes nothing.
+pub(super) fn prune_posts(
+    db: &redb::Database,
+    cutoff: SystemTime,
+    max: usize,
+) -> Result<usize, StoreError> {
+    const WHAT: &str = "prune expired post records";
+    let cutoff = to_parts(cutoff);
+    let write = db.begin_write().map_err(StoreError::to(WHAT))?;
+    let mut expired: Vec<(u64, String, String)> = Vec::new();
+    {
+        let mut posts = write.open_table(POSTS).map_err(StoreError::to(WHAT))?;
+        let mut by_id = write
+            .open_table(POSTS_BY_ID)
+            .map_err(StoreError::to(WHAT))?;
+        for entry in by_id.iter().map_err(StoreError::to(WHAT))?.take(max) {
+            let (id, pair) = entry.map_err(StoreError::to(WHAT))?;
+            let (from, key) = pair.value();
+            let sent_at = posts
+                .get((from, key))
+                .map_err(StoreError::to(WHAT))?
+                .map(|record| {
+                    let (_, seconds, nanos, _, _) = record.value();
+                    (seconds, nanos)
+                });
+            // An index entry without its record has nothing to keep.
+            if sent_at.is_some_and(|sent_at| sent_at >= cutoff) {
+                break;
+            }
+            expired.push((id.value(), from.to_owned(), key.to_owned()));
+        }
+        for (id, from, key) in &expired {
+            by_id.remove(*id).map_err(StoreError::to(WHAT))?;
+            posts
+                .remove((from.as_str(), key.as_str()))
+                .map_err(StoreError::to(WHAT))?;
+        }
+    }
+    if expired.is_empty() {
+        write.abort().map_err(StoreError::to(WHAT))?;
+    } else {
+        write.commit().map_err(StoreError::to(WHAT))?;
+    }
+    Ok(expired.len())
 }

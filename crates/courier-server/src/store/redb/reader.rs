@@ -7,8 +7,8 @@
 use redb::ReadableDatabase as _;
 
 use super::row::Row;
-use super::{CURSORS, LOG_ROWS, from_parts};
-use crate::domain::{Envelope, UserName};
+use super::{CURSORS, LOG_ROWS, POSTS, from_parts, post_record};
+use crate::domain::{Envelope, IdempotencyKey, PostRecord, UserName};
 use crate::store::StoreError;
 
 /// The rows of `user`'s log holding ids above `after`, in order.
@@ -90,4 +90,19 @@ pub(super) fn cursor(db: &redb::Database, user: &UserName) -> Result<u64, StoreE
         .get(user.as_str())
         .map_err(StoreError::to(WHAT))?
         .map_or(0, |id| id.value()))
+}
+
+/// The record of what `from` posted under `key`, if kept.
+pub(super) fn posted(
+    db: &redb::Database,
+    from: &UserName,
+    key: &IdempotencyKey,
+) -> Result<Option<PostRecord>, StoreError> {
+    const WHAT: &str = "read a post record";
+    let read = db.begin_read().map_err(StoreError::to(WHAT))?;
+    let posts = read.open_table(POSTS).map_err(StoreError::to(WHAT))?;
+    let found = posts
+        .get((from.as_str(), key.as_str()))
+        .map_err(StoreError::to(WHAT))?;
+    found.map(|value| post_record(value.value())).transpose()
 }

@@ -1,4 +1,9 @@
 //! The writer thread of the redb store: every write goes through it, in group commits.
+//!
+//! Posts are appends of one message under an idempotency key: the writer looks the key up in
+//! the transaction it is writing (which holds every record inserted before it, committed or
+//! earlier in this group) and appends only if it is not there, so the check and the append are
+//! one atomic step.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -9,13 +14,13 @@ use redb::ReadableTable as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::row::RowWriter;
-use super::{CURSORS, LAST_ID, LOG_ROWS, META, lock, to_parts};
-use crate::domain::{NewMessage, UserName};
-use crate::store::StoreError;
+use super::{CURSORS, LAST_ID, LOG_ROWS, META, POSTS, POSTS_BY_ID, lock, post_record, to_parts};
+use crate::domain::{IdempotencyKey, NewMessage, PostRecord, UserName, content_digest};
+use crate::store::{PostOutcome, StoreError};
 
 /// Work for the writer thread.
 pub(super) enum Job {
-    /// Append messages, answer their ids once durable.
+    /// Append messages (or post one), answer once durable.
     Append(PendingAppend),
     /// Write the cursor moves made so far (not durably by itself).
     Cursors,
@@ -25,9 +30,50 @@ pub(super) enum Job {
 
 /// An append waiting for the writer.
 pub(super) struct PendingAppend {
+    /// One message for a post.
     pub(super) messages: Vec<NewMessage>,
     pub(super) sent_at: SystemTime,
-    pub(super) answer: oneshot::Sender<Result<Range<u64>, StoreError>>,
+    pub(super) answer: Answer,
+}
+
+/// What kind of append it is, and where its outcome goes.
+pub(super) enum Answer {
+    /// A plain append: its ids.
+    Ids(oneshot::Sender<Result<Range<u64>, StoreError>>),
+    /// A post of one message under its sender and this key.
+    Post(
+        IdempotencyKey,
+        oneshot::Sender<Result<PostOutcome, StoreError>>,
+    ),
+}
+
+impl Answer {
+    /// Answers what the transaction did, or its failure; the caller may be gone.
+    fn send(self, written: Result<Written, StoreError>) {
+        match self {
+            Self::Ids(answer) => {
+                let _ = answer.send(written.map(|written| match written {
+                    Written::Appended(ids) => ids,
+                    // Only posts find records.
+                    Written::Recorded(_) => 0..0,
+                }));
+            }
+            Self::Post(_, answer) => {
+                let _ = answer.send(written.map(|written| match written {
+                    Written::Appended(ids) => PostOutcome::Appended(ids.start),
+                    Written::Recorded(record) => PostOutcome::Recorded(record),
+                }));
+            }
+        }
+    }
+}
+
+/// What the transaction did with one append.
+enum Written {
+    /// Appended under these ids.
+    Appended(Range<u64>),
+    /// A post whose key was recorded already: nothing appended.
+    Recorded(PostRecord),
 }
 
 /// Messages one commit takes at most: a bound on a transaction's size and on the wait of the
@@ -84,9 +130,9 @@ impl Writer {
     fn commit(&self, group: Group, durable: bool) {
         let cursors = std::mem::take(&mut *lock(&self.moved_cursors));
         match self.write(&group, &cursors, durable) {
-            Ok(ids) => {
-                for (append, ids) in group.appends.into_iter().zip(ids) {
-                    let _ = append.answer.send(Ok(ids));
+            Ok(written) => {
+                for (append, written) in group.appends.into_iter().zip(written) {
+                    append.answer.send(Ok(written));
                 }
                 for answer in group.flushes {
                     let _ = answer.send(Ok(()));
@@ -101,7 +147,7 @@ impl Writer {
                     *cursor = (*cursor).max(id);
                 }
                 for append in group.appends {
-                    let _ = append.answer.send(Err(error.clone()));
+                    append.answer.send(Err(error.clone()));
                 }
                 for answer in group.flushes {
                     let _ = answer.send(Err(error.clone()));
@@ -110,14 +156,15 @@ impl Writer {
         }
     }
 
-    /// One transaction: the appends in order, each under the next ids, and the cursor moves.
-    /// Messages to the same recipient share rows across the appends of the group.
+    /// One transaction: the appends in order, each under the next ids (a post only if its key
+    /// is not recorded, and then with its record), and the cursor moves. Messages to the same
+    /// recipient share rows across the appends of the group.
     fn write(
         &self,
         group: &Group,
         cursors: &HashMap<UserName, u64>,
         durable: bool,
-    ) -> Result<Vec<Range<u64>>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         const WHAT: &str = "commit messages";
         let mut write = self.db.begin_write().map_err(StoreError::to(WHAT))?;
         if !durable {
@@ -129,6 +176,20 @@ impl Writer {
         }
         let mut assigned = Vec::with_capacity(group.appends.len());
         {
+            // The post tables, opened only for a group with posts.
+            let has_posts = group
+                .appends
+                .iter()
+                .any(|append| matches!(append.answer, Answer::Post(..)));
+            let mut post_tables = if has_posts {
+                let posts = write.open_table(POSTS).map_err(StoreError::to(WHAT))?;
+                let by_id = write
+                    .open_table(POSTS_BY_ID)
+                    .map_err(StoreError::to(WHAT))?;
+                Some((posts, by_id))
+            } else {
+                None
+            };
             let mut meta = write.open_table(META).map_err(StoreError::to(WHAT))?;
             let mut id = meta
                 .get(LAST_ID)
@@ -142,6 +203,23 @@ impl Writer {
             let mut last: Option<(&str, usize)> = None;
             for append in &group.appends {
                 let sent_at = to_parts(append.sent_at);
+                let post = match (&append.answer, append.messages.as_slice(), &mut post_tables) {
+                    (Answer::Post(key, _), [message], Some(tables)) => {
+                        Some((message, key.as_str(), tables))
+                    }
+                    _ => None,
+                };
+                if let Some((message, key, (posts, _))) = &post {
+                    let found = posts
+                        .get((message.from.as_str(), *key))
+                        .map_err(StoreError::to(WHAT))?
+                        .map(|record| post_record(record.value()))
+                        .transpose()?;
+                    if let Some(record) = found {
+                        assigned.push(Written::Recorded(record));
+                        continue;
+                    }
+                }
                 let first = id + 1;
                 for message in &append.messages {
                     id += 1;
@@ -164,7 +242,18 @@ impl Writer {
                         .push(id, sent_at, message.from.as_str(), &message.content)
                         .map_err(StoreError::to(WHAT))?;
                 }
-                assigned.push(first..id + 1);
+                if let Some((message, key, (posts, by_id))) = post {
+                    let from = message.from.as_str();
+                    let digest = content_digest(&message.content);
+                    let record = (id, sent_at.0, sent_at.1, message.to.as_str(), &digest[..]);
+                    posts
+                        .insert((from, key), record)
+                        .map_err(StoreError::to(WHAT))?;
+                    by_id
+                        .insert(id, (from, key))
+                        .map_err(StoreError::to(WHAT))?;
+                }
+                assigned.push(Written::Appended(first..id + 1));
             }
             let mut table = write.open_table(LOG_ROWS).map_err(StoreError::to(WHAT))?;
             let mut encoded = Vec::new();

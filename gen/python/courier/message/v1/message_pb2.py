@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n courier/message/v1/message.proto\x12\x12\x63ourier.message.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x07Message\x12\x12\n\x04\x66rom\x18\x01 \x01(\tR\x04\x66rom\x12\x18\n\x07\x63ontent\x18\x02 \x01(\tR\x07\x63ontent\x12\x0e\n\x02to\x18\x03 \x01(\tR\x02to\x12\x0e\n\x02id\x18\x04 \x01(\tR\x02id\x12\x33\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\"\x84\x01\n\x15ReceiveMessageRequest\x12\x12\n\x04user\x18\x01 \x01(\tR\x04user\x12<\n\x0cidle_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bidleTimeout\x12\x19\n\x08\x61\x66ter_id\x18\x03 \x01(\tR\x07\x61\x66terId\"O\n\x16ReceiveMessageResponse\x12\x35\n\x07message\x18\x01 \x01(\x0b\x32\x1b.courier.message.v1.MessageR\x07message\"K\n\x12SendMessageRequest\x12\x35\n\x07message\x18\x01 \x01(\x0b\x32\x1b.courier.message.v1.MessageR\x07message\"+\n\x13SendMessageResponse\x12\x14\n\x05\x63ount\x18\x01 \x01(\x03R\x05\x63ount2\xdd\x01\n\x0eMessageService\x12i\n\x0eReceiveMessage\x12).courier.message.v1.ReceiveMessageRequest\x1a*.courier.message.v1.ReceiveMessageResponse0\x01\x12`\n\x0bSendMessage\x12&.courier.message.v1.SendMessageRequest\x1a\'.courier.message.v1.SendMessageResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n courier/message/v1/message.proto\x12\x12\x63ourier.message.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x07Message\x12\x12\n\x04\x66rom\x18\x01 \x01(\tR\x04\x66rom\x12\x18\n\x07\x63ontent\x18\x02 \x01(\tR\x07\x63ontent\x12\x0e\n\x02to\x18\x03 \x01(\tR\x02to\x12\x0e\n\x02id\x18\x04 \x01(\tR\x02id\x12\x33\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\"\x84\x01\n\x15ReceiveMessageRequest\x12\x12\n\x04user\x18\x01 \x01(\tR\x04user\x12<\n\x0cidle_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bidleTimeout\x12\x19\n\x08\x61\x66ter_id\x18\x03 \x01(\tR\x07\x61\x66terId\"O\n\x16ReceiveMessageResponse\x12\x35\n\x07message\x18\x01 \x01(\x0b\x32\x1b.courier.message.v1.MessageR\x07message\"K\n\x12SendMessageRequest\x12\x35\n\x07message\x18\x01 \x01(\x0b\x32\x1b.courier.message.v1.MessageR\x07message\"+\n\x13SendMessageResponse\x12\x14\n\x05\x63ount\x18\x01 \x01(\x03R\x05\x63ount\"t\n\x12PostMessageRequest\x12\x35\n\x07message\x18\x01 \x01(\x0b\x32\x1b.courier.message.v1.MessageR\x07message\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"L\n\x13PostMessageResponse\x12\x35\n\x07message\x18\x01 \x01(\x0b\x32\x1b.courier.message.v1.MessageR\x07message2\xbd\x02\n\x0eMessageService\x12i\n\x0eReceiveMessage\x12).courier.message.v1.ReceiveMessageRequest\x1a*.courier.message.v1.ReceiveMessageResponse0\x01\x12`\n\x0bSendMessage\x12&.courier.message.v1.SendMessageRequest\x1a\'.courier.message.v1.SendMessageResponse(\x01\x12^\n\x0bPostMessage\x12&.courier.message.v1.PostMessageRequest\x1a\'.courier.message.v1.PostMessageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDMESSAGEREQUEST']._serialized_end=555
   _globals['_SENDMESSAGERESPONSE']._serialized_start=557
   _globals['_SENDMESSAGERESPONSE']._serialized_end=600
-  _globals['_MESSAGESERVICE']._serialized_start=603
-  _globals['_MESSAGESERVICE']._serialized_end=824
+  _globals['_POSTMESSAGEREQUEST']._serialized_start=602
+  _globals['_POSTMESSAGEREQUEST']._serialized_end=718
+  _globals['_POSTMESSAGERESPONSE']._serialized_start=720
+  _globals['_POSTMESSAGERESPONSE']._serialized_end=796
+  _globals['_MESSAGESERVICE']._serialized_start=799
+  _globals['_MESSAGESERVICE']._serialized_end=1116
 # @@protoc_insertion_point(module_scope)

@@ -49,3 +49,17 @@ class SendMessageResponse(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class PostMessageRequest(_message.Message):
+    __slots__ = ("message", "idempotency_key")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    idempotency_key: str
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class PostMessageResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...

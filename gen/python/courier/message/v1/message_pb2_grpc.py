@@ -45,6 +45,11 @@ class MessageServiceStub:
                 request_serializer=courier_dot_message_dot_v1_dot_message__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=courier_dot_message_dot_v1_dot_message__pb2.SendMessageResponse.FromString,
                 _registered_method=True)
+        self.PostMessage = channel.unary_unary(
+                '/courier.message.v1.MessageService/PostMessage',
+                request_serializer=courier_dot_message_dot_v1_dot_message__pb2.PostMessageRequest.SerializeToString,
+                response_deserializer=courier_dot_message_dot_v1_dot_message__pb2.PostMessageResponse.FromString,
+                _registered_method=True)
 
 
 class MessageServiceServicer:
@@ -67,6 +72,27 @@ class MessageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PostMessage(self, request, context):
+        """PostMessage queues one message for its recipient and answers it as queued,
+        with the id and sent_at the server assigned: the unary call for clients
+        that cannot stream a request, such as browsers over gRPC-Web.
+
+        The message is checked like a SendMessage one, with the same codes. The
+        call is idempotent per sender and idempotency_key: a retry with the same
+        key from the same sender (message.from), within the server's retention
+        period, answers the first result (the same id and sent_at) and queues
+        nothing, also across a restart of a server that keeps its data; of
+        concurrent calls with one key, exactly one queues the message. The same key
+        from another sender is unrelated. The same key from the same sender with
+        another message (a different recipient or content) is FAILED_PRECONDITION:
+        nothing is queued, and the first message is not answered in its place.
+        Only a call that queued its message takes its key; a refused call (an
+        invalid argument, a full queue) may be retried with the same key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +105,11 @@ def add_MessageServiceServicer_to_server(servicer, server):
                     servicer.SendMessage,
                     request_deserializer=courier_dot_message_dot_v1_dot_message__pb2.SendMessageRequest.FromString,
                     response_serializer=courier_dot_message_dot_v1_dot_message__pb2.SendMessageResponse.SerializeToString,
+            ),
+            'PostMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostMessage,
+                    request_deserializer=courier_dot_message_dot_v1_dot_message__pb2.PostMessageRequest.FromString,
+                    response_serializer=courier_dot_message_dot_v1_dot_message__pb2.PostMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +167,33 @@ class MessageService:
             '/courier.message.v1.MessageService/SendMessage',
             courier_dot_message_dot_v1_dot_message__pb2.SendMessageRequest.SerializeToString,
             courier_dot_message_dot_v1_dot_message__pb2.SendMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.message.v1.MessageService/PostMessage',
+            courier_dot_message_dot_v1_dot_message__pb2.PostMessageRequest.SerializeToString,
+            courier_dot_message_dot_v1_dot_message__pb2.PostMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

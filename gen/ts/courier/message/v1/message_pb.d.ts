@@ -163,6 +163,60 @@ export declare type SendMessageResponse = Message$1<"courier.message.v1.SendMess
 export declare const SendMessageResponseSchema: GenMessage<SendMessageResponse>;
 
 /**
+ * PostMessageRequest carries one message to queue and the key that makes
+ * retrying it safe.
+ *
+ * @generated from message courier.message.v1.PostMessageRequest
+ */
+export declare type PostMessageRequest = Message$1<"courier.message.v1.PostMessageRequest"> & {
+  /**
+   * The message to queue for its recipient (message.to), checked as in
+   * SendMessage: from is the caller, id and sent_at are left empty.
+   *
+   * @generated from field: courier.message.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+
+  /**
+   * Required: identifies this message among its sender's posts, so that a
+   * retry after a lost answer never queues it twice. 1 to 128 bytes of visible
+   * ASCII ("!" to "~", no spaces), such as a UUID; INVALID_ARGUMENT otherwise.
+   * Use a new key for each new message. The server keeps a key for its
+   * retention period (at least) from the first post.
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message courier.message.v1.PostMessageRequest.
+ * Use `create(PostMessageRequestSchema)` to create a new message.
+ */
+export declare const PostMessageRequestSchema: GenMessage<PostMessageRequest>;
+
+/**
+ * PostMessageResponse answers a PostMessage: the message as it was queued.
+ *
+ * @generated from message courier.message.v1.PostMessageResponse
+ */
+export declare type PostMessageResponse = Message$1<"courier.message.v1.PostMessageResponse"> & {
+  /**
+   * The queued message, with the id and sent_at the server assigned; a retry
+   * answers the first post's message, with the same id and sent_at.
+   *
+   * @generated from field: courier.message.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+};
+
+/**
+ * Describes the message courier.message.v1.PostMessageResponse.
+ * Use `create(PostMessageResponseSchema)` to create a new message.
+ */
+export declare const PostMessageResponseSchema: GenMessage<PostMessageResponse>;
+
+/**
  * MessageService queues messages for their recipients and delivers them.
  *
  * @generated from service courier.message.v1.MessageService
@@ -189,6 +243,30 @@ export declare const MessageService: GenService<{
     methodKind: "client_streaming";
     input: typeof SendMessageRequestSchema;
     output: typeof SendMessageResponseSchema;
+  },
+  /**
+   * PostMessage queues one message for its recipient and answers it as queued,
+   * with the id and sent_at the server assigned: the unary call for clients
+   * that cannot stream a request, such as browsers over gRPC-Web.
+   *
+   * The message is checked like a SendMessage one, with the same codes. The
+   * call is idempotent per sender and idempotency_key: a retry with the same
+   * key from the same sender (message.from), within the server's retention
+   * period, answers the first result (the same id and sent_at) and queues
+   * nothing, also across a restart of a server that keeps its data; of
+   * concurrent calls with one key, exactly one queues the message. The same key
+   * from another sender is unrelated. The same key from the same sender with
+   * another message (a different recipient or content) is FAILED_PRECONDITION:
+   * nothing is queued, and the first message is not answered in its place.
+   * Only a call that queued its message takes its key; a refused call (an
+   * invalid argument, a full queue) may be retried with the same key.
+   *
+   * @generated from rpc courier.message.v1.MessageService.PostMessage
+   */
+  postMessage: {
+    methodKind: "unary";
+    input: typeof PostMessageRequestSchema;
+    output: typeof PostMessageResponseSchema;
   },
 }>;
 

@@ -147,6 +147,32 @@ pub mod message_service_client {
                 );
             self.inner.client_streaming(req, path, codec).await
         }
+        pub async fn post_message(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PostMessageRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PostMessageResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/courier.message.v1.MessageService/PostMessage",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("courier.message.v1.MessageService", "PostMessage"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -180,6 +206,13 @@ pub mod message_service_server {
             request: tonic::Request<tonic::Streaming<super::SendMessageRequest>>,
         ) -> std::result::Result<
             tonic::Response<super::SendMessageResponse>,
+            tonic::Status,
+        >;
+        async fn post_message(
+            &self,
+            request: tonic::Request<super::PostMessageRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PostMessageResponse>,
             tonic::Status,
         >;
     }
@@ -349,6 +382,51 @@ pub mod message_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.client_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/courier.message.v1.MessageService/PostMessage" => {
+                    #[allow(non_camel_case_types)]
+                    struct PostMessageSvc<T: MessageService>(pub Arc<T>);
+                    impl<
+                        T: MessageService,
+                    > tonic::server::UnaryService<super::PostMessageRequest>
+                    for PostMessageSvc<T> {
+                        type Response = super::PostMessageResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PostMessageRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as MessageService>::post_message(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PostMessageSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
