@@ -8,7 +8,6 @@
 //! | [`bad_input`] | wrong bytes on the wire, sent as raw HTTP/2 |
 //! | [`durability`] | resume, restart, SIGKILL |
 //! | [`post`] | PostMessage: idempotency keys (retries, conflicts, races, restarts, expiry), its checks |
-//! | [`post`] | PostMessage: idempotency keys (retries, conflicts, races, restarts, expiry), its checks |
 //! | [`middleware`] | shedding that spares health and reflection, size limits answered RESOURCE_EXHAUSTED |
 //! | [`memory`] | per-user state does not grow with the users clients make up |
 //! | [`soak`] | load, then SIGTERM, then a restart that finds everything counted |
@@ -26,7 +25,6 @@ mod durability;
 mod limits;
 mod memory;
 mod middleware;
-mod post;
 mod post;
 mod security;
 mod services;
