@@ -14,7 +14,9 @@ use redb::ReadableTable as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::row::RowWriter;
-use super::{CURSORS, LAST_ID, LOG_ROWS, META, POSTS, POSTS_BY_ID, lock, post_record, to_parts};
+use super::{
+    CURSORS, CursorMoves, LAST_ID, LOG_ROWS, META, POSTS, POSTS_BY_ID, lock, post_record, to_parts,
+};
 use crate::domain::{IdempotencyKey, NewMessage, PostRecord, UserName, content_digest};
 use crate::store::{PostOutcome, StoreError};
 
@@ -83,7 +85,7 @@ pub(super) const MAX_COMMIT: usize = 4096;
 /// The writer thread's side of a [`RedbStore`](super::RedbStore).
 pub(super) struct Writer {
     pub(super) db: Arc<redb::Database>,
-    pub(super) moved_cursors: Arc<Mutex<HashMap<UserName, u64>>>,
+    pub(super) moved_cursors: Arc<Mutex<CursorMoves>>,
 }
 
 /// One group of jobs, written in one transaction.
@@ -128,8 +130,27 @@ impl Writer {
 
     /// Writes `group` and the cursor moves in one transaction and answers each job.
     fn commit(&self, group: Group, durable: bool) {
-        let cursors = std::mem::take(&mut *lock(&self.moved_cursors));
-        match self.write(&group, &cursors, durable) {
+        // The moves stay readable (as `writing`) until the transaction holding them commits.
+        let cursors = {
+            let mut moved = lock(&self.moved_cursors);
+            let cursors = std::mem::take(&mut moved.pending);
+            moved.writing.clone_from(&cursors);
+            cursors
+        };
+        let written = self.write(&group, &cursors, durable);
+        {
+            let mut moved = lock(&self.moved_cursors);
+            if written.is_err() {
+                // The cursor moves are tried again with the next commit.
+                for (user, id) in cursors {
+                    let cursor = moved.pending.entry(user).or_default();
+                    *cursor = (*cursor).max(id);
+                }
+            }
+            // Committed (in the database now) or back in `pending`, in one step for readers.
+            moved.writing.clear();
+        }
+        match written {
             Ok(written) => {
                 for (append, written) in group.appends.into_iter().zip(written) {
                     append.answer.send(Ok(written));
@@ -140,12 +161,6 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(error = %crate::logging::Chain(&error), "the message store could not commit");
-                // The cursor moves are tried again with the next commit.
-                let mut moved = lock(&self.moved_cursors);
-                for (user, id) in cursors {
-                    let cursor = moved.entry(user).or_default();
-                    *cursor = (*cursor).max(id);
-                }
                 for append in group.appends {
                     append.answer.send(Err(error.clone()));
                 }
