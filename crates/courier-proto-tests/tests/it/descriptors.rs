@@ -39,7 +39,8 @@ fn each_package_describes_its_own_file_and_rpcs() {
             "courier/message/v1/message.proto".to_owned(),
             vec![
                 "courier.message.v1.MessageService/ReceiveMessage".to_owned(),
-                "courier.message.v1.MessageService/SendMessage".to_owned()
+                "courier.message.v1.MessageService/SendMessage".to_owned(),
+                "courier.message.v1.MessageService/PostMessage".to_owned(),
             ]
         )]
     );
