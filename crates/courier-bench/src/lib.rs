@@ -8,10 +8,12 @@
 //!
 //! The load generator opens several HTTP/2 connections and keeps a fixed number of calls or
 //! streams in flight; latencies go into an HDR histogram. Unary Hello is also driven by an
-//! independent one, h2load ([`h2load`]).
+//! independent one, h2load ([`h2load`]). gRPC-Web is measured against gRPC on the same Courier
+//! server ([`web`]).
 
 pub mod bare;
 pub mod h2load;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -340,12 +342,25 @@ fn measurement(
     latencies: &Histogram<u64>,
     server: &ServerChild,
 ) -> Measurement {
+    measurement_since(count, elapsed, latencies, server, Duration::ZERO)
+}
+
+/// [`measurement`] with the server CPU counted from `cpu_before` (its [`ServerChild::cpu_time`]
+/// when the measured load began) rather than from its start.
+fn measurement_since(
+    count: u64,
+    elapsed: Duration,
+    latencies: &Histogram<u64>,
+    server: &ServerChild,
+    cpu_before: Duration,
+) -> Measurement {
+    let cpu = server.cpu_time().saturating_sub(cpu_before);
     Measurement {
         rate: count as f64 / elapsed.as_secs_f64(),
         p50_us: latencies.value_at_quantile(0.5),
         p99_us: latencies.value_at_quantile(0.99),
         peak_rss_kib: server.peak_rss_kib(),
-        cpu_us_per_unit: server.cpu_time().as_secs_f64() * 1e6 / count.max(1) as f64,
+        cpu_us_per_unit: cpu.as_secs_f64() * 1e6 / count.max(1) as f64,
     }
 }
 
@@ -441,23 +456,11 @@ pub async fn send(server: &ServerChild, streams: usize, per_stream: usize) -> Me
 /// all are received at once. Latency is the gap between consecutive messages of a stream.
 pub async fn receive(server: &ServerChild, streams: usize, per_stream: usize) -> Measurement {
     let connections = server.connect(CONNECTIONS).await.expect("connects");
-    for stream in 0..streams {
-        let mut client = connections[stream % CONNECTIONS].messages(as_user("u999"));
-        let to = format!("u{}", 200 + stream);
-        let requests: Vec<_> = (0..per_stream)
-            .map(|n| SendMessageRequest {
-                message: Some(message("u999", &to, format!("message {n}"))),
-            })
-            .collect();
-        client
-            .send_message(tokio_stream::iter(requests))
-            .await
-            .expect("fills the queue");
-    }
+    fill_queues(&connections, streams, per_stream).await;
     let started = Instant::now();
     let mut workers = Vec::new();
     for stream in 0..streams {
-        let user = format!("u{}", 200 + stream);
+        let user = receiver(stream);
         let mut client = connections[stream % CONNECTIONS].messages(as_user(&user));
         workers.push(tokio::spawn(async move {
             let request = ReceiveMessageRequest {
@@ -498,6 +501,29 @@ pub async fn receive(server: &ServerChild, streams: usize, per_stream: usize) ->
         &latencies,
         server,
     )
+}
+
+/// The user whose queue ReceiveMessage stream `stream` of a scenario drains.
+fn receiver(stream: usize) -> String {
+    format!("u{}", 200 + stream)
+}
+
+/// Queues `per_stream` messages for each of the first `streams` [`receiver`]s, from `u999`, over
+/// gRPC on `connections`.
+async fn fill_queues(connections: &[Connection], streams: usize, per_stream: usize) {
+    for stream in 0..streams {
+        let mut client = connections[stream % connections.len()].messages(as_user("u999"));
+        let to = receiver(stream);
+        let requests: Vec<_> = (0..per_stream)
+            .map(|n| SendMessageRequest {
+                message: Some(message("u999", &to, format!("message {n}"))),
+            })
+            .collect();
+        client
+            .send_message(tokio_stream::iter(requests))
+            .await
+            .expect("fills the queue");
+    }
 }
 
 /// Chat relay: `pairs` pairs of users each send `per_side` messages to each other; latency is

@@ -187,6 +187,161 @@ fn buf_generate_time() -> Option<Duration> {
     Some(times[2])
 }
 
+/// A scenario of the gRPC-Web section.
+struct WebScenario {
+    name: &'static str,
+    unit: &'static str,
+    /// ReceiveMessage's streams and messages per stream; unary Hello when `None`.
+    receive: Option<(usize, usize)>,
+}
+
+const WEB_SCENARIOS: [WebScenario; 2] = [
+    WebScenario {
+        name: "gRPC-Web unary Hello",
+        unit: "calls/s",
+        receive: None,
+    },
+    WebScenario {
+        name: "gRPC-Web ReceiveMessage, 8 streams x 5000 msgs",
+        unit: "msgs/s",
+        receive: Some((8, 5_000)),
+    },
+];
+
+/// gRPC-Web against gRPC on Courier in memory, plaintext: [`ROUNDS`] rounds, each measuring
+/// gRPC, gRPC-Web over HTTP/1.1 and gRPC-Web over HTTP/2 (in an order that rotates from round
+/// to round), each in its own server child of the same kind and flags. Adds the section to
+/// `report`; for each gRPC-Web transport, the row of the round with the median ratio to gRPC.
+async fn web_table(
+    report: &mut String,
+    seconds: u64,
+    only: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use courier_bench::web::{self, Protocol};
+
+    let scenarios: Vec<_> = WEB_SCENARIOS
+        .iter()
+        .filter(|scenario| only.is_none_or(|only| scenario.name.contains(only)))
+        .collect();
+    if scenarios.is_empty() {
+        return Ok(());
+    }
+    let length = Duration::from_secs(seconds);
+    let _ = writeln!(report, "\n## gRPC-Web vs gRPC on Courier\n");
+    let _ = writeln!(
+        report,
+        "The same scenarios over gRPC and over gRPC-Web (binary form, `application/grpc-web`), served by the same Courier server on the same port: in memory, plaintext, the full stack at info as above, each measurement in its own server child of the same kind and flags, pinned to core 1. gRPC-Web goes through Courier's `WebLayer` and tonic-web's translation to gRPC before the same layers and services. The client is the same for both: tonic's generated client with the harness's metadata over hyper's client connections (`TCP_NODELAY`, no pool), with tonic-web's `GrpcWebClientLayer` in between for gRPC-Web (it changes the content type and reads the trailers out of the last frame; request bodies are tonic's streamed ones, so chunked over HTTP/1.1, where a browser sends a length). So the gRPC figures here are this client's, not the tonic `Channel`'s of the table above. Concurrency is the same: unary keeps {} calls in flight for {seconds} s, ReceiveMessage one task per stream; gRPC and gRPC-Web over HTTP/2 spread them over {} connections, gRPC-Web over HTTP/1.1 (one call at a time per connection) gives each task its own keep-alive connection (the last column: gRPC-Web / gRPC), all opened before the measurement; a connection not kept alive would fail the run. A round measures the three in an order that rotates from round to round; the row shows the round with the median **ratio** (gRPC-Web's rate over gRPC's in the same round) and all rounds' ratios. Server CPU counts only the measured load (the queues of ReceiveMessage are filled over gRPC first, untimed); the extra CPU column is gRPC-Web's server CPU per call or message minus gRPC's in the same round, the median over all rounds and its range: what the translation and the HTTP version cost the server. Columns with two figures are gRPC-Web / gRPC.\n",
+        courier_bench::IN_FLIGHT,
+        courier_bench::CONNECTIONS,
+    );
+    let _ = writeln!(
+        report,
+        "| scenario | gRPC-Web over | gRPC-Web rate | gRPC rate | ratio (all rounds) | server CPU µs per unit | extra server CPU µs per unit | p50 µs | p99 µs | peak RSS MiB | connections |"
+    );
+    let _ = writeln!(
+        report,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    let target = Target {
+        kind: Kind::Memory,
+        secure: false,
+    };
+    for &&WebScenario {
+        name,
+        unit,
+        receive: streams,
+    } in &scenarios
+    {
+        // Per round, the measurements in Protocol::ALL's order.
+        let mut rounds: Vec<Vec<Measurement>> = Vec::new();
+        for round in 0..ROUNDS {
+            let mut measured: Vec<Option<Measurement>> = vec![None; Protocol::ALL.len()];
+            for step in 0..Protocol::ALL.len() {
+                let index = (round + step) % Protocol::ALL.len();
+                let protocol = Protocol::ALL[index];
+                let server = ServerChild::start(target).await?;
+                let measurement = match streams {
+                    None => web::unary(&server, protocol, length).await,
+                    Some((streams, per_stream)) => {
+                        web::receive(&server, protocol, streams, per_stream).await
+                    }
+                };
+                server.stop().await;
+                measured[index] = Some(measurement);
+            }
+            rounds.push(measured.into_iter().map(|m| m.expect("measured")).collect());
+        }
+        for (index, protocol) in Protocol::ALL.iter().enumerate().skip(1) {
+            let ratio = |round: &Vec<Measurement>| round[index].rate / round[0].rate;
+            let mut ordered: Vec<&Vec<Measurement>> = rounds.iter().collect();
+            ordered.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+            let ratios: Vec<String> = ordered
+                .iter()
+                .map(|round| format!("{:.2}", ratio(round)))
+                .collect();
+            // The extra server CPU per unit, gRPC-Web's less gRPC's, of every round: steadier
+            // than the rates, so its own median is given, with its range.
+            let mut extra: Vec<f64> = rounds
+                .iter()
+                .map(|round| round[index].cpu_us_per_unit - round[0].cpu_us_per_unit)
+                .collect();
+            extra.sort_by(f64::total_cmp);
+            let extra = format!(
+                "{:+.1} ({:+.1} to {:+.1})",
+                extra[ROUNDS / 2],
+                extra[0],
+                extra[ROUNDS - 1]
+            );
+            let median = ordered[ROUNDS / 2];
+            let (web, grpc) = (&median[index], &median[0]);
+            let transport = protocol.label().trim_start_matches("gRPC-Web, ");
+            let concurrent = streams.map_or(courier_bench::IN_FLIGHT, |(streams, _)| streams);
+            let connections = format!(
+                "{} / {}",
+                protocol.connections(concurrent),
+                Protocol::Grpc.connections(concurrent)
+            );
+            eprintln!(
+                "{name}: over {transport}: {:.0} {unit} against gRPC's {:.0} (ratios {}); server CPU {:.1} / {:.1} µs per unit, extra {extra}; connections {connections}",
+                web.rate,
+                grpc.rate,
+                ratios.join(", "),
+                web.cpu_us_per_unit,
+                grpc.cpu_us_per_unit,
+            );
+            let _ = writeln!(
+                report,
+                "| {name} | {transport} | {:.0} {unit} | {:.0} {unit} | **{:.2}x** ({}) | {:.1} / {:.1} | {extra} | {} / {} | {} / {} | {} / {} | {connections} |",
+                web.rate,
+                grpc.rate,
+                web.rate / grpc.rate,
+                ratios.join(" "),
+                web.cpu_us_per_unit,
+                grpc.cpu_us_per_unit,
+                web.p50_us,
+                grpc.p50_us,
+                web.p99_us,
+                grpc.p99_us,
+                mib(web.peak_rss_kib),
+                mib(grpc.peak_rss_kib),
+            );
+        }
+    }
+    // The translation without HTTP, sockets or the rest of the stack: a steadier figure for its
+    // own cost than the difference of two servers' CPU.
+    const CALLS: usize = 100_000;
+    let (grpc_ns, web_ns) = web::translation_ns(CALLS, ROUNDS).await;
+    eprintln!(
+        "gRPC-Web translation in process: {web_ns:.0} ns per call against gRPC's {grpc_ns:.0}"
+    );
+    let _ = writeln!(
+        report,
+        "\nThe translation alone, in the harness's process without HTTP or sockets: Courier's `WebLayer` (as the server builds it, tonic-web's translation behind it) around the bare tonic Hello service, called with a gRPC request and with the same request in gRPC-Web, each answer read to its end; {ROUNDS} alternating blocks of {CALLS} calls, the median block of each: gRPC {grpc_ns:.0} ns per call, gRPC-Web {web_ns:.0} ns per call, so the translation costs **{:.2} µs per call** (the service's own work and the layer's routing included in both).",
+        (web_ns - grpc_ns) / 1000.0
+    );
+    Ok(())
+}
+
 /// h2load's unary Hello, plaintext and with TLS+auth: [`ROUNDS`] rounds of the baseline then
 /// Courier in memory, each server pinned like the others while h2load runs beside the harness.
 /// Adds a table to `report` with the round of the median ratio; answers whether every request
@@ -413,6 +568,7 @@ async fn run(
     } else {
         true
     };
+    web_table(&mut report, seconds, only.as_deref()).await?;
     // Written either way, so that the figures of a run with failed requests can be read.
     let failed_requests = || {
         format!(
