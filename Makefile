@@ -134,7 +134,7 @@ publish-dry-run: tools
 	cargo publish --dry-run --locked -p courier-wkt -p courier-proto
 
 test: lint breaking check-generated fmt clippy cargo-test features doc publish-dry-run rust-consumer \
-      ts-consumer python-consumer sdk-json
+      ts-consumer python-consumer sdk-json check-web browser-test
 	@echo "make test: every gate passed"
 
 # Courier against a bare tonic server of the same contract, in one run; writes BENCHMARKS.md.

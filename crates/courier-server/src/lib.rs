@@ -10,6 +10,7 @@
 //! | [`store`] | where the mailboxes' messages live: the [`Store`](store::Store) trait, memory, redb |
 //! | [`grpc`] | the gRPC edge: one module per proto package, conversions, status mapping |
 //! | [`middleware`] | tower layers around every call: request id, tracing, shedding, auth |
+//! | [`page`] | the chat page at `/`, embedded, picked out before the gRPC-Web translation |
 //! | [`config`] | [`Config`] and [`Limits`] |
 //! | [`server`] | [`run`]: the edge, middleware, health and reflection on a listener |
 //! | [`logging`] | where log lines go, off the calls' path |
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod grpc;
 pub mod logging;
 pub mod middleware;
+pub mod page;
 pub mod server;
 pub mod store;
 

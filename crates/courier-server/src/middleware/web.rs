@@ -2,8 +2,12 @@
 //! answers CORS (tower-http) for the origins the operator lists, in front of every other layer,
 //! so that those see a gRPC-Web call exactly as a gRPC one.
 //!
-//! Each request is steered by its headers alone:
+//! Each request is steered by its method and headers alone (and the page's by its path):
 //!
+//! - The chat page's requests ([`page::serves`]: GET or HEAD without a gRPC content type, or
+//!   another method on one of the page's paths) are answered by [`page::answer`], over either
+//!   HTTP version, before the translation (which would answer them 400) and before the gRPC
+//!   router.
 //! - HTTP/2 gRPC (any content type but gRPC-Web's, any method but OPTIONS) goes straight to the
 //!   layers inside, untouched: no translation, no CORS, no boxing of its bodies.
 //! - A request with the `Origin` of a listed origin goes through CORS (tower-http's
@@ -15,7 +19,7 @@
 //!   (`application/grpc-web`, `application/grpc-web+proto`, `application/grpc-web-text`,
 //!   `application/grpc-web-text+proto`, over HTTP/1.1 or HTTP/2) is translated; any other
 //!   HTTP/1.1 request gets tonic-web's 400 (a gRPC-Web content type with a method other than POST
-//!   its 405). A page served on this port would be routed before this path.
+//!   its 405).
 //!
 //! So an answer carries CORS headers only for a listed origin. From any other origin, the call
 //! itself is still served, as for a client that sends no `Origin`, and the browser refuses to
@@ -43,6 +47,7 @@ use tower::{Layer, Service, ServiceExt as _};
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 
 use crate::config::CorsOrigin;
+use crate::page;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -168,6 +173,7 @@ fn header_list_size(headers: &HeaderMap) -> usize {
 /// Where [`Web`] sends a request; see the [module](self).
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
+    Page,
     Grpc,
     Cors,
     Web,
@@ -179,11 +185,15 @@ impl Shared {
         let headers = request.headers();
         let http2 = request.version() == Version::HTTP_2;
         let options = request.method() == Method::OPTIONS;
-        if http2 && !options && !is_grpc_web(headers) {
+        let page = page::serves(request);
+        if http2 && !options && !page && !is_grpc_web(headers) {
             return Route::Grpc;
         }
         if !http2 && header_list_size(headers) > self.max_header_list_bytes {
             return Route::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        if page {
+            return Route::Page;
         }
         match headers.get(header::ORIGIN) {
             Some(origin) if self.origins.contains(origin) => Route::Cors,
@@ -217,6 +227,9 @@ where
         // The web paths take a clone, readied by the oneshot; `self.inner` stays ready for the
         // next call, as `poll_ready` promised.
         let kind = match self.shared.route(&request) {
+            Route::Page => FutureKind::Page {
+                response: Some(page::answer(&request)),
+            },
             Route::Grpc => FutureKind::Grpc {
                 future: self.inner.call(request),
             },
@@ -259,6 +272,8 @@ pin_project! {
         Cors { #[pin] future: C },
         // Refused before any layer, until answered.
         Refused { status: Option<StatusCode> },
+        // The page's answer, until handed out.
+        Page { response: Option<Response<Bytes>> },
     }
 }
 
@@ -291,6 +306,14 @@ where
                 }
                 Poll::Ready(Ok(response))
             }
+            FutureKindProj::Page { response } => {
+                let response = response.take().expect("polled after completion");
+                Poll::Ready(Ok(response.map(|data| {
+                    WebBody::of(BodyKind::Page {
+                        data: (!data.is_empty()).then_some(data),
+                    })
+                })))
+            }
         }
     }
 }
@@ -312,6 +335,8 @@ pin_project! {
         Web { #[pin] inner: tonic::body::Body },
         // No body.
         Empty,
+        // The page's bytes, until sent.
+        Page { data: Option<Bytes> },
     }
 }
 
@@ -337,6 +362,9 @@ where
             BodyKindProj::Grpc { inner } => inner.poll_frame(cx).map_err(Into::into),
             BodyKindProj::Web { inner } => inner.poll_frame(cx).map_err(Into::into),
             BodyKindProj::Empty => Poll::Ready(None),
+            BodyKindProj::Page { data } => {
+                Poll::Ready(data.take().map(|data| Ok(Frame::data(data))))
+            }
         }
     }
 
@@ -345,6 +373,7 @@ where
             BodyKind::Grpc { inner } => inner.is_end_stream(),
             BodyKind::Web { inner } => inner.is_end_stream(),
             BodyKind::Empty => true,
+            BodyKind::Page { data } => data.is_none(),
         }
     }
 
@@ -353,6 +382,9 @@ where
             BodyKind::Grpc { inner } => inner.size_hint(),
             BodyKind::Web { inner } => inner.size_hint(),
             BodyKind::Empty => SizeHint::with_exact(0),
+            BodyKind::Page { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
+            }
         }
     }
 }
@@ -430,7 +462,17 @@ mod tests {
         }
         // Anything else over HTTP/1.1 gets tonic-web's answer.
         assert_eq!(route(V::HTTP_11, Method::POST, &grpc), Route::Web);
-        assert_eq!(route(V::HTTP_11, Method::GET, &[]), Route::Web);
+        // The page's requests go to the page over either version, whatever their origin; these
+        // requests' path is `/`, the page's, where other methods are the page's to refuse.
+        for version in [V::HTTP_11, V::HTTP_2] {
+            assert_eq!(
+                route(version, Method::POST, &[("content-type", "text/plain")]),
+                Route::Page
+            );
+            assert_eq!(route(version, Method::GET, &[]), Route::Page);
+            assert_eq!(route(version, Method::HEAD, &[unlisted]), Route::Page);
+            assert_eq!(route(version, Method::GET, &grpc_web), Route::Web);
+        }
         // HTTP/1.1 header lists are bounded as HTTP/2's are.
         let big = "x".repeat(1024);
         assert_eq!(

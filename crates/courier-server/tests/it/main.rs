@@ -13,6 +13,7 @@
 //! | [`soak`] | load, then SIGTERM, then a restart that finds everything counted |
 //! | [`binary`] | the `courier-server` binary's start and stop |
 //! | [`web`] | gRPC-Web by hand over HTTP/1.1 and HTTP/2, plaintext and TLS; CORS |
+//! | [`page`] | the chat page at `/`: its files, content types, security headers, 404 and 405 |
 //! | [`helpers`] | the servers, clients and raw HTTP/2 the tests share |
 //!
 //! Run one area with a filter: `cargo test -p courier-server --test it -- limits::`.
@@ -25,6 +26,7 @@ mod durability;
 mod limits;
 mod memory;
 mod middleware;
+mod page;
 mod post;
 mod security;
 mod services;
