@@ -3,7 +3,7 @@
 //! configuration (TLS files included) and opens the store before anything is announced.
 //!
 //! One port serves gRPC over HTTP/2 and gRPC-Web over HTTP/1.1 and HTTP/2, plaintext or TLS
-//! (TLS is ours, [`tls`], so that ALPN offers `http/1.1` too). Each request meets the layers in
+//! (TLS is ours, in `server/tls.rs`, so that ALPN offers `http/1.1` too). Each request meets the layers in
 //! this order:
 //!
 //! 1. gRPC-Web and CORS ([`WebLayer`]): a gRPC-Web call becomes a gRPC call here, so every layer
