@@ -42,6 +42,7 @@ include $(wildcard make/*.mk)
 
 help:
 	@echo "make run-demo       the services demo: TLS, auth, every RPC kind"
+	@echo "make run-web        the chat page on the demo server (TLS, tokens) until Ctrl-C"
 	@echo "make test           every gate CI runs (installs its own tools)"
 	@echo "make tools          install the pinned buf CLI and protoc plugins (idempotent)"
 	@echo "make lint           buf lint + buf format check"
@@ -53,6 +54,7 @@ help:
 	@echo "make soak           the soak test for SOAK_SECS seconds (default 60)"
 	@echo "make grpcio         the official Python gRPC client (grpcio) against courier-server"
 	@echo "make sdk            the three packages (crate, npm, wheel) into target/sdk/"
+	@echo "make web            rebuild the chat page into crates/courier-server/assets/"
 	@echo "make semver VERSION=x.y.z  may the module be released as x.y.z? (buf breaking + the crate's API under Cargo's rules)"
 	@echo "make release VERSION=x.y.z  release the module and move the baselines"
 
