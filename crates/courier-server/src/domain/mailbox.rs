@@ -6,7 +6,9 @@
 //! claim whose stream could not take it is returned and served first again. The store's delivery
 //! cursor only moves past confirmed claims, so a crash never skips a message that was claimed but
 //! not delivered. A mailbox opened with an `after_id` first replays the log from there up to what
-//! has been claimed, then claims like the others.
+//! has been claimed, then claims like the others; an `after_id` past what has been claimed (the
+//! cursor read after a crash lags behind what was delivered) first moves the claims past the
+//! messages up to it, as delivered.
 //!
 //! A message *posted* ([`Mailboxes::post`]) is queued and delivered exactly like one enqueued,
 //! once per sender and idempotency key: a post under a key its sender has used answers the
@@ -330,35 +332,117 @@ impl Mailboxes {
         self.users.load(Ordering::Relaxed)
     }
 
-    /// Opens `name`'s mailbox for one stream. With `after` set to an id, the mailbox first
-    /// replays the log after it up to what was already claimed: the caller says it has every
-    /// message up to that id, so claims handed back up to it count as delivered.
+    /// Opens `name`'s mailbox for one stream. With `after` set to an id, the caller says it has
+    /// every message up to that id: the mailbox first replays the log after it up to what was
+    /// already claimed, claims handed back up to it count as delivered, and if it is past what
+    /// was claimed (the delivery cursor read after a crash lags behind what was handed over),
+    /// the claims move past the log up to it (to its last message at or below the id, never
+    /// further), so neither this stream nor any other delivers those messages again.
     pub fn open(
         self: &Arc<Self>,
         name: &UserName,
         after: Option<u64>,
     ) -> Result<Mailbox, MailboxError> {
-        let user = self.with_user(name, |user, state| {
-            state.mailboxes += 1;
+        let opened = self.with_user(name, |user, state| {
+            let mut replay = None;
             if let Some(after) = after {
-                state.replayed_up_to = state.replayed_up_to.max(after);
+                // First, as it is the step that can fail: nothing else has changed then.
+                self.pass(&user.name, state, after)?;
+                // No further than the log goes: a message appended later, at or below a bogus
+                // `after`, is not the client's yet, and must come again if handed back.
+                let has = after.min(state.claimed_up_to);
+                state.replayed_up_to = state.replayed_up_to.max(has);
                 while let Some(&id) = state.returned.first()
                     && id <= after
                 {
                     state.returned.remove(&id);
                     state.outstanding.remove(&id);
                 }
+                // Nothing was claimed after it: there is nothing to replay.
+                replay = (after < state.claimed_up_to).then(|| Replay {
+                    after,
+                    read: VecDeque::new(),
+                });
             }
-            Ok(Arc::clone(user))
-        })?;
+            state.mailboxes += 1;
+            Ok((Arc::clone(user), replay))
+        });
+        let (user, replay) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                if let Some(user) = self.existing(name) {
+                    self.release(&user);
+                }
+                return Err(error.into());
+            }
+        };
         Ok(Mailbox {
             mailboxes: Arc::clone(self),
             user,
-            replay: after.map(|after| Replay {
-                after,
-                read: VecDeque::new(),
-            }),
+            replay,
         })
+    }
+
+    /// Moves `state`'s claims past the messages of its log up to `after`, which a resuming
+    /// client says it has: to the last message at or below `after` that exists, never further.
+    /// `after` may be any number (a client's mistake, or an id from another data directory),
+    /// and a message appended later gets an id above every existing one but not necessarily
+    /// above `after`: claims set to `after` itself would skip it. The messages passed count as
+    /// delivered: the delivery cursor moves with them, written to the store as deliveries are.
+    ///
+    /// Reads the log after the claims in chunks under the user's lock (no shard lock), until
+    /// past `after`; the queue cap bounds that part of the log. A failed read changes nothing.
+    fn pass(&self, name: &UserName, state: &mut UserState, after: u64) -> Result<(), StoreError> {
+        if after <= state.claimed_up_to {
+            return Ok(());
+        }
+        // The read-ahead is the log's next messages: pass those at or below `after` first.
+        // Nothing changes until every read is done.
+        let in_ahead = state
+            .ahead
+            .iter()
+            .take_while(|envelope| envelope.id <= after)
+            .count();
+        let mut last = match in_ahead.checked_sub(1) {
+            Some(index) => state.ahead[index].id,
+            None => state.claimed_up_to,
+        };
+        let mut passed = in_ahead;
+        // When the read-ahead is all passed, the rest of the log up to `after`: the first
+        // messages after it are the read-ahead then.
+        let mut next = Vec::new();
+        if in_ahead == state.ahead.len() {
+            loop {
+                let chunk = self.store.read_after(name, last, READ_AHEAD)?;
+                let full = chunk.len() == READ_AHEAD;
+                for envelope in chunk {
+                    if envelope.id <= after {
+                        last = envelope.id;
+                        passed += 1;
+                    } else {
+                        next.push(envelope);
+                    }
+                }
+                if !next.is_empty() || !full {
+                    break;
+                }
+            }
+        }
+        if passed == 0 {
+            return Ok(());
+        }
+        state.ahead.drain(..in_ahead);
+        state.ahead.extend(next);
+        state.claimed_up_to = last;
+        // Counted again when needed: an append under way may be among those passed, and the
+        // count less them would be wrong once its room is added to it.
+        state.queued = None;
+        let cursor = state.delivered_up_to();
+        if cursor >= state.stored_cursor + CURSOR_STRIDE {
+            self.store.advance_cursor(name, cursor)?;
+            state.stored_cursor = cursor;
+        }
+        Ok(())
     }
 
     /// Appends a message (durably, with a durable store) and wakes its recipient's consumers;

@@ -160,3 +160,41 @@ async fn every_message_counted_before_a_sigkill_is_delivered_after_the_restart()
     }
     server.kill();
 }
+
+/// Found by the browser tests: the delivery cursor is written lazily, so after a SIGKILL it lags
+/// behind what was delivered. A client that resumes with `after_id` set to the last message it
+/// received gets exactly the messages after it, and a receiver without `after_id` does not get
+/// the ones up to it again either.
+#[tokio::test]
+async fn a_resume_after_a_sigkill_starts_right_after_the_id_despite_the_lagging_cursor() {
+    const N: usize = 20;
+    const K: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, addr_file) = (dir.path().join("data"), dir.path().join("addr"));
+    let server = ServerProcess::start(&data, &addr_file, &[]);
+    let connection = server.connect().await;
+    assert_eq!(send(&connection, &texts(1..=N)).await.unwrap(), N as i64);
+    let mut stream = open_receive(&connection, "mike", "", Some(IDLE)).await;
+    let mut received = Vec::new();
+    while received.len() < K {
+        received.push(stream.message().await.unwrap().unwrap().message.unwrap());
+    }
+    assert_eq!(contents(&received), texts(1..=K));
+    let last = received.last().unwrap().id.clone();
+    server.kill();
+    drop((stream, connection));
+
+    let server = ServerProcess::start(&data, &addr_file, &[]);
+    let connection = server.connect().await;
+    let mut stream = open_receive(&connection, "mike", &last, Some(IDLE)).await;
+    let next = stream.message().await.unwrap().unwrap().message.unwrap();
+    assert_eq!(next.content, format!("m{}", K + 1), "right after {last}");
+    let mut rest = vec![next.content];
+    while let Some(response) = stream.message().await.unwrap() {
+        rest.push(response.message.unwrap().content);
+    }
+    assert_eq!(rest, texts(K + 1..=N));
+    // Everything up to the id counts as delivered: nothing comes again without after_id.
+    assert_eq!(receive_all(&connection, "").await, Vec::<String>::new());
+    server.kill();
+}

@@ -245,6 +245,109 @@ async fn claims_handed_back_up_to_the_resume_point_count_as_delivered() {
     assert_eq!(drain(&mut resumed), ["2", "3"]);
 }
 
+/// Found by the browser tests: after a crash the stored cursor lags behind what was delivered (it
+/// is written every [`CURSOR_STRIDE`] deliveries); a client resuming after the last message it
+/// processed must get exactly the messages after it, and later receivers must not get those up
+/// to it again.
+#[tokio::test]
+async fn a_resume_past_a_lagging_cursor_delivers_nothing_up_to_the_id_again() {
+    let (store, boxes) = mailboxes(10);
+    let mut ids = Vec::new();
+    for n in 1..=10 {
+        ids.push(send(&boxes, "mike", &format!("m{n}")).await);
+    }
+    let mut first = open(&boxes, "mike");
+    for _ in 0..5 {
+        let taken = first.try_take().unwrap().unwrap();
+        first.delivered(taken.receipt).unwrap();
+    }
+    // The crash: that state never reaches the store, whose cursor stands before m1.
+    std::mem::forget(first);
+    let mike = user("mike");
+    assert_eq!(store.cursor(&mike).unwrap(), 0);
+    let store: Arc<dyn Store> = store;
+    let restarted = Arc::new(Mailboxes::new(Arc::clone(&store), 10));
+    assert_eq!(waiting(&restarted, "mike"), 10, "as the store says");
+
+    // The client processed m5.
+    let mut resumed = restarted.open(&mike, Some(ids[4])).unwrap();
+    assert_eq!(waiting(&restarted, "mike"), 5, "m1 to m5 are delivered");
+    let next = resumed.try_take().unwrap().unwrap();
+    assert_eq!(next.envelope.id, ids[5]);
+    assert_eq!(next.envelope.content, "m6");
+    resumed.delivered(next.receipt).unwrap();
+    // A receiver without after_id competes for the rest, m1 to m5 are not among it.
+    let mut other = open(&restarted, "mike");
+    let mut rest = drain(&mut other);
+    rest.extend(drain(&mut resumed));
+    rest.sort();
+    assert_eq!(rest, ["m10", "m7", "m8", "m9"]);
+    // The queue's room is what is left of the cap.
+    for n in 11..=20 {
+        send(&restarted, "mike", &format!("m{n}")).await;
+    }
+    assert!(is_full(
+        restarted.enqueue(message("jack", "mike", "m21")).await,
+        "mike",
+        10
+    ));
+    drop((resumed, other));
+    restarted.flush().unwrap();
+    assert_eq!(store.cursor(&mike).unwrap(), ids[9]);
+}
+
+/// An `after_id` past every message (a mistake, or another server's id) passes what exists, but
+/// later messages, whose ids may well be below it, still come, and come again if handed back.
+#[tokio::test]
+async fn a_resume_after_an_id_past_the_end_swallows_no_later_message() {
+    let (store, boxes) = mailboxes(100);
+    for n in 1..=3 {
+        send(&boxes, "mike", &format!("m{n}")).await;
+    }
+    let mut resumed = boxes.open(&user("mike"), Some(1_000_000)).unwrap();
+    assert!(resumed.try_take().unwrap().is_none());
+    assert_eq!(waiting(&boxes, "mike"), 0);
+    let later = send(&boxes, "mike", "later").await;
+    assert!(later < 1_000_000);
+    let taken = resumed.try_take().unwrap().unwrap();
+    assert_eq!(taken.envelope.content, "later");
+    resumed.undelivered(taken.receipt);
+    drop(resumed);
+    let mut fresh = open(&boxes, "mike");
+    assert_eq!(drain(&mut fresh), ["later"]);
+    send(&boxes, "mike", "later still").await;
+    assert_eq!(drain(&mut fresh), ["later still"]);
+    drop(fresh);
+    boxes.flush().unwrap();
+    assert_eq!(store.cursor(&user("mike")).unwrap(), later + 1);
+}
+
+/// Claims out with another stream keep the cursor before them when a resume passes the log;
+/// handed back at or below the resume point, they count as delivered.
+#[tokio::test]
+async fn a_resume_past_the_claims_keeps_the_claims_out_and_the_read_ahead_right() {
+    let (store, boxes) = mailboxes(100);
+    let mut ids = Vec::new();
+    for n in 1..=10 {
+        ids.push(send(&boxes, "mike", &format!("m{n}")).await);
+    }
+    // m1 and m2 out with a stream that read m3 to m10 ahead.
+    let mut first = open(&boxes, "mike");
+    let one = first.try_take().unwrap().unwrap();
+    let two = first.try_take().unwrap().unwrap();
+    assert_eq!(two.envelope.content, "m2");
+    let mike = user("mike");
+    let mut resumed = boxes.open(&mike, Some(ids[5])).unwrap();
+    boxes.flush().unwrap();
+    assert_eq!(store.cursor(&mike).unwrap(), 0, "m1 is still out");
+    first.undelivered(one.receipt);
+    first.delivered(two.receipt).unwrap();
+    assert_eq!(drain(&mut resumed), ["m7", "m8", "m9", "m10"]);
+    assert!(first.try_take().unwrap().is_none());
+    boxes.flush().unwrap();
+    assert_eq!(store.cursor(&mike).unwrap(), ids[9]);
+}
+
 #[tokio::test]
 async fn a_full_queue_refuses_and_keeps_what_it_has() {
     let (_, boxes) = mailboxes(2);
