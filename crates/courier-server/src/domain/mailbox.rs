@@ -191,6 +191,10 @@ struct UserState {
     queued: Option<usize>,
     /// Room taken by appends under way, apart from `queued`: they are not in the log yet.
     reserved: usize,
+    /// Messages claimed from the log while `queued` was 0 and an append was under way: the
+    /// store had the message before its append settled, so it was not counted yet. The settle
+    /// that counts it takes it out again (without this, `queued` would keep one too many).
+    claimed_early: usize,
 }
 
 impl UserState {
@@ -437,6 +441,7 @@ impl Mailboxes {
         // Counted again when needed: an append under way may be among those passed, and the
         // count less them would be wrong once its room is added to it.
         state.queued = None;
+        state.claimed_early = 0;
         let cursor = state.delivered_up_to();
         if cursor >= state.stored_cursor + CURSOR_STRIDE {
             self.store.advance_cursor(name, cursor)?;
@@ -626,7 +631,12 @@ impl Mailboxes {
             Some(queued) => queued,
             None => {
                 let counted = self.store.count_after(&user.name, state.claimed_up_to)?;
-                state.queued = Some(counted);
+                // With appends under way the count may include some of them, which their
+                // settle would add again: use it for this check only.
+                if state.reserved == 0 {
+                    state.queued = Some(counted);
+                    state.claimed_early = 0;
+                }
                 counted
             }
         };
@@ -643,11 +653,15 @@ impl Mailboxes {
         for (user, count) in reserved {
             {
                 let mut state = lock(&user.state);
+                let state = &mut *state;
                 state.reserved -= count;
                 if appended.is_ok()
                     && let Some(queued) = state.queued.as_mut()
                 {
                     *queued += count;
+                    let early = state.claimed_early.min(*queued);
+                    *queued -= early;
+                    state.claimed_early -= early;
                 }
             }
             if appended.is_ok() {
@@ -820,6 +834,7 @@ impl Mailbox {
             if next.len() < READ_AHEAD && state.reserved == 0 {
                 // The whole rest of the log, with no append under way: the exact count.
                 state.queued = Some(next.len());
+                state.claimed_early = 0;
             }
             state.ahead.extend(next);
         }
@@ -828,8 +843,10 @@ impl Mailbox {
         };
         state.claimed_up_to = envelope.id;
         state.outstanding.insert(envelope.id);
-        if let Some(queued) = state.queued.as_mut() {
-            *queued = queued.saturating_sub(1);
+        match state.queued {
+            Some(0) if state.reserved > 0 => state.claimed_early += 1,
+            Some(queued) => state.queued = Some(queued.saturating_sub(1)),
+            None => {}
         }
         let receipt = Receipt {
             id: envelope.id,

@@ -512,12 +512,15 @@ async fn past_the_bound_idle_users_with_messages_waiting_are_dropped_too() {
     assert_eq!(drain(&mut open(&boxes, "u7")), ["hi"]);
 }
 
-/// A store whose reads for one user block until the test lets them go.
+/// A store whose reads for one user block until the test lets them go, and whose appends, with
+/// `acks`, are in the log at once but acknowledged only when the test adds a permit (as a
+/// durable store's commit may be seen before its answer arrives).
 struct GatedStore {
     inner: MemoryStore,
     slow: UserName,
     entered: Mutex<mpsc::Sender<()>>,
     gate: Mutex<mpsc::Receiver<()>>,
+    acks: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Store for GatedStore {
@@ -526,7 +529,17 @@ impl Store for GatedStore {
         messages: Vec<NewMessage>,
         sent_at: SystemTime,
     ) -> crate::store::Appending {
-        self.inner.append_all(messages, sent_at)
+        let appended = self.inner.append_all(messages, sent_at);
+        match &self.acks {
+            None => appended,
+            Some(acks) => {
+                let acks = Arc::clone(acks);
+                Box::pin(async move {
+                    acks.acquire().await.unwrap().forget();
+                    appended.await
+                })
+            }
+        }
     }
     fn read_after(
         &self,
@@ -586,6 +599,7 @@ async fn a_slow_store_read_for_one_user_does_not_stall_another() {
         slow: user("slow"),
         entered: Mutex::new(entered),
         gate: Mutex::new(gate),
+        acks: None,
     });
     let boxes = Arc::new(Mailboxes::new(store, 100));
     send(&boxes, "slow", "stuck").await;
@@ -821,4 +835,38 @@ async fn pruning_forgets_a_key_with_its_message() {
         "an expired key posts anew: {again:?}"
     );
     assert_eq!(drain(&mut open(&boxes, "mike")), ["hi"]);
+}
+
+/// A message taken from the log after its append reached the store but before the append was
+/// acknowledged is counted once: it is not left counted as waiting when the append settles.
+#[tokio::test]
+async fn a_message_taken_before_its_append_settles_is_not_counted_as_waiting() {
+    let (entered, _) = mpsc::channel();
+    let (_, gate) = mpsc::channel();
+    let acks = Arc::new(tokio::sync::Semaphore::new(0));
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::default(),
+        slow: user("nobody"),
+        entered: Mutex::new(entered),
+        gate: Mutex::new(gate),
+        acks: Some(Arc::clone(&acks)),
+    });
+    let boxes = Arc::new(Mailboxes::new(Arc::clone(&store) as Arc<dyn Store>, 100));
+    let mut mailbox = open(&boxes, "mike");
+    let sending = tokio::spawn({
+        let boxes = Arc::clone(&boxes);
+        async move { send(&boxes, "mike", "early").await }
+    });
+    while store.inner.count_after(&user("mike"), 0).unwrap() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let taken = mailbox
+        .try_take()
+        .unwrap()
+        .expect("the message is in the log");
+    mailbox.delivered(taken.receipt).unwrap();
+    acks.add_permits(1);
+    assert_eq!(sending.await.unwrap(), taken.envelope.id);
+    assert_eq!(waiting(&boxes, "mike"), 0);
+    assert!(mailbox.try_take().unwrap().is_none());
 }
